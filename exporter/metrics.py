@@ -1,0 +1,249 @@
+"""Every metric this exporter exposes: name, type, labels and HELP text.
+
+This module is the public contract that dashboards and alert rules depend on.
+The collector builds its families from these specs, the README's metric table
+documents them, and the dashboard tests read ``ALL`` to reject unknown names.
+Any change here is a change to the public API: list it in CHANGELOG.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CACHED = (
+    " Served from the exporter's cache: refreshed by the {job} job, never fetched at scrape time."
+)
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    kind: str  # "gauge" or "counter"
+    labels: tuple[str, ...]
+    help: str
+    job: str  # the scheduled job whose snapshot feeds it ("" for exporter-wide)
+
+    @property
+    def doc(self) -> str:
+        """HELP text, with the caching note for snapshot-fed metrics."""
+        if not self.job:
+            return self.help
+        return self.help + CACHED.format(job=self.job)
+
+
+def _g(name: str, labels: tuple[str, ...], text: str, job: str) -> MetricSpec:
+    return MetricSpec(name, "gauge", labels, text, job)
+
+
+INVENTORY = "inventory"
+DISK_USAGE = "disk_usage"
+CONTAINER_SIZES = "container_sizes"
+JOBS = (INVENTORY, DISK_USAGE, CONTAINER_SIZES)
+
+CONTAINER_STATES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
+HEALTH_STATES = ("healthy", "unhealthy", "starting")
+DISK_RESOURCES = ("images", "containers", "volumes", "build_cache")
+
+IMAGE_KEY = ("image_id", "name")
+
+# --- the engine and the exporter -------------------------------------------------------------
+UP = _g("docker_up", (), "1 when the last inventory collection from the engine succeeded.", "")
+ENGINE_INFO = _g(
+    "docker_engine_info",
+    ("version", "api_version", "os", "arch", "kernel_version", "product"),
+    "Engine identity from /version; product is 'Docker Engine' or 'Podman Engine'.",
+    INVENTORY,
+)
+COLLECTION_SUCCESS = _g(
+    "docker_exporter_collection_success",
+    ("job",),
+    "1 when the job's last run succeeded, 0 when it failed or has not run yet.",
+    "",
+)
+COLLECTION_DURATION = _g(
+    "docker_exporter_collection_duration_seconds",
+    ("job",),
+    "Wall time of the job's last run.",
+    "",
+)
+LAST_SUCCESS = _g(
+    "docker_exporter_last_success_timestamp_seconds",
+    ("job",),
+    "Unix time when the job last succeeded: the time its data on /metrics was collected."
+    " Snapshot age is time() minus this.",
+    "",
+)
+COLLECTION_ERRORS = MetricSpec(
+    "docker_exporter_collection_errors_total",
+    "counter",
+    ("job",),
+    "Runs of the job that failed since the exporter started.",
+    "",
+)
+JOB_SKIPPED = MetricSpec(
+    "docker_exporter_collection_skipped_total",
+    "counter",
+    ("job",),
+    "Runs of the job skipped because the previous run was still going.",
+    "",
+)
+
+# --- images (inventory job) ----------------------------------------------------------------
+IMAGES = _g(
+    "docker_images", (), "Distinct images as 'docker images' lists them (one per ID).", INVENTORY
+)
+IMAGES_DANGLING = _g("docker_images_dangling", (), "Images without any tag.", INVENTORY)
+IMAGES_UNUSED = _g(
+    "docker_images_unused", (), "Images that no container of any state uses.", INVENTORY
+)
+IMAGE_SIZE = _g(
+    "docker_image_size_bytes",
+    IMAGE_KEY,
+    "The engine's Size of the image, shared layers included: summing it over images"
+    " overcounts disk use (see docker_disk_usage_bytes).",
+    INVENTORY,
+)
+IMAGE_CREATED = _g(
+    "docker_image_created_timestamp_seconds", IMAGE_KEY, "Unix time the image was built.", INVENTORY
+)
+IMAGE_CONTAINERS = _g(
+    "docker_image_containers",
+    IMAGE_KEY,
+    "Containers of any state that use the image, counted from the container list.",
+    INVENTORY,
+)
+IMAGE_TAG_INFO = _g(
+    "docker_image_tag_info",
+    ("image_id", "repository", "tag"),
+    "One series per tag of an image; value 1.",
+    INVENTORY,
+)
+IMAGE_LAST_USED = _g(
+    "docker_image_last_used_timestamp_seconds",
+    IMAGE_KEY,
+    "Collection time while a container using the image is running, paused or restarting;"
+    " otherwise the newest creation time of any container using it. No series for an image"
+    " that no existing container uses: the engine keeps no record of past use.",
+    INVENTORY,
+)
+
+# --- containers (inventory job) ------------------------------------------------------------
+CONTAINERS = _g(
+    "docker_containers",
+    ("state",),
+    "Containers by state, all seven states always present.",
+    INVENTORY,
+)
+CONTAINER_INFO = _g(
+    "docker_container_info",
+    ("name", "container_id", "image", "image_id"),
+    "Container metadata; value 1. image is the reference the container was created from.",
+    INVENTORY,
+)
+CONTAINER_STATE = _g(
+    "docker_container_state", ("name", "state"), "1 for the container's current state.", INVENTORY
+)
+CONTAINER_CREATED = _g(
+    "docker_container_created_timestamp_seconds",
+    ("name",),
+    "Unix time the container was created.",
+    INVENTORY,
+)
+CONTAINER_HEALTH = _g(
+    "docker_container_health_status",
+    ("name", "status"),
+    "1 for the health status of a container with a healthcheck (healthy, unhealthy, starting).",
+    INVENTORY,
+)
+CONTAINER_EXIT_CODE = _g(
+    "docker_container_exit_code", ("name",), "Exit code of an exited container.", INVENTORY
+)
+CONTAINER_IMAGE_OUTDATED = _g(
+    "docker_container_image_outdated",
+    ("name",),
+    "1 when the tag the container was created from now points at another image or no longer"
+    " exists; 0 when it still points at the container's image or the reference is a digest.",
+    INVENTORY,
+)
+CONTAINER_LABELS = _g(
+    "docker_container_labels",
+    ("name",),
+    "Allowlisted container labels as label_<key> labels (see --collect.container-labels); value 1.",
+    INVENTORY,
+)
+
+# --- container sizes (container_sizes job, opt-in) --------------------------------------------
+CONTAINER_RW_SIZE = _g(
+    "docker_container_rw_size_bytes",
+    ("name",),
+    "Bytes in the container's writable layer (SizeRw).",
+    CONTAINER_SIZES,
+)
+CONTAINER_ROOTFS_SIZE = _g(
+    "docker_container_rootfs_size_bytes",
+    ("name",),
+    "Total bytes of the container's root filesystem, image layers included (SizeRootFs).",
+    CONTAINER_SIZES,
+)
+
+# --- disk usage (disk_usage job, /system/df) ------------------------------------------------
+DISK_USAGE_BYTES = _g(
+    "docker_disk_usage_bytes",
+    ("resource",),
+    "Disk used, as the SIZE column of 'docker system df'; for images the real layer store"
+    " size with shared layers counted once.",
+    DISK_USAGE,
+)
+DISK_RECLAIMABLE = _g(
+    "docker_disk_reclaimable_bytes",
+    ("resource",),
+    "Bytes not used by any active object, as the RECLAIMABLE column of 'docker system df'.",
+    DISK_USAGE,
+)
+DISK_OBJECTS = _g(
+    "docker_disk_usage_objects",
+    ("resource",),
+    "Objects, as the TOTAL column of 'docker system df'.",
+    DISK_USAGE,
+)
+DISK_ACTIVE = _g(
+    "docker_disk_usage_active_objects",
+    ("resource",),
+    "Active objects, as the ACTIVE column of 'docker system df'.",
+    DISK_USAGE,
+)
+IMAGE_UNIQUE_SIZE = _g(
+    "docker_image_unique_size_bytes",
+    IMAGE_KEY,
+    "Bytes only this image holds (Size - SharedSize): what removing it alone frees.",
+    DISK_USAGE,
+)
+IMAGE_SHARED_SIZE = _g(
+    "docker_image_shared_size_bytes",
+    IMAGE_KEY,
+    "Bytes of the image's layers that other images share.",
+    DISK_USAGE,
+)
+IMAGES_DANGLING_UNIQUE = _g(
+    "docker_images_dangling_unique_bytes",
+    (),
+    "Unique bytes of dangling images no container uses: a lower bound of what"
+    " 'docker image prune' frees (layers shared only among pruned images are freed too).",
+    DISK_USAGE,
+)
+IMAGES_UNUSED_UNIQUE = _g(
+    "docker_images_unused_unique_bytes",
+    (),
+    "Unique bytes of images no container uses: a lower bound of what 'docker image prune -a'"
+    " frees (layers shared only among pruned images are freed too).",
+    DISK_USAGE,
+)
+
+ALL: tuple[MetricSpec, ...] = tuple(
+    v for v in list(globals().values()) if isinstance(v, MetricSpec)
+)
+
+
+def exposed_names() -> frozenset[str]:
+    """Sample names as they appear on /metrics (counters end in _total), plus process_*."""
+    return frozenset(spec.name for spec in ALL)

@@ -1,0 +1,575 @@
+"""A private, throw-away Docker engine for integration tests.
+
+``start_engine()`` generates a CA plus server/client certificates, then runs ``dockerd``
+with its own data root, exec root, pidfile and config file (nothing on the host is shared
+with it), listening on a unix socket and on a TLS-verified loopback TCP port.
+
+Everything lives in one temp dir (short path: unix sockets are limited to 108 bytes);
+``Engine.close()`` stops the daemon, kills anything still running from that dir,
+unmounts what the daemon left mounted there and removes the dir.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DOCKERD = "/usr/sbin/dockerd"
+DOCKER_CLI = "/usr/bin/docker"  # the 20.10 client; /usr/local/bin/docker is a different one
+OPENSSL = "openssl"
+
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 20.0
+
+# Variables that would point a daemon or a client somewhere else (or through a proxy).
+_SCRUBBED_PREFIXES = ("DOCKER_", "CONTAINERD_", "ROOTLESSKIT_", "BUILDKIT_", "COMPOSE_")
+_SCRUBBED_NAMES = frozenset(
+    {
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "no_proxy",
+        "all_proxy",
+        "XDG_RUNTIME_DIR",
+    }
+)
+
+
+def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``os.environ`` without docker/containerd/proxy settings, plus ``extra``."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(_SCRUBBED_PREFIXES) and k not in _SCRUBBED_NAMES
+    }
+    path = env.get("PATH", "")
+    for needed in ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"):
+        if needed not in path.split(":"):
+            path = f"{path}:{needed}" if path else needed
+    env["PATH"] = path
+    if extra:
+        env.update(extra)
+    return env
+
+
+def free_port() -> int:
+    """A currently free TCP port on 127.0.0.1."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as exc:
+        return f"<no log at {path}: {exc}>"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def run(
+    args: Sequence[str],
+    *,
+    check: bool = True,
+    env: Mapping[str, str] | None = None,
+    input: str | None = None,
+    cwd: Path | None = None,
+    timeout: float | None = 300.0,
+) -> subprocess.CompletedProcess[str]:
+    """Run a command in text mode, capture output; on failure raise with its stderr."""
+    proc = subprocess.run(
+        list(args),
+        input=input,
+        capture_output=True,
+        text=True,
+        env=dict(env) if env is not None else None,
+        cwd=cwd,
+        timeout=timeout,
+        check=False,
+    )
+    if check and proc.returncode != 0:
+        raise RuntimeError(
+            f"command failed (exit {proc.returncode}): {' '.join(args)}\n"
+            f"--- stdout ---\n{proc.stdout[-4000:]}\n--- stderr ---\n{proc.stderr[-4000:]}"
+        )
+    return proc
+
+
+# --------------------------------------------------------------------------- certificates
+
+_CA_EXT = """\
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+"""
+
+_SERVER_EXT = """\
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = {san}
+"""
+
+_CLIENT_EXT = """\
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = clientAuth
+"""
+
+
+def _genkey(path: Path) -> None:
+    run([OPENSSL, "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out",
+         str(path)])  # fmt: skip
+    path.chmod(0o600)
+
+
+def _make_ca(directory: Path, cn: str) -> tuple[Path, Path]:
+    key, cert, ext = directory / "ca-key.pem", directory / "ca.pem", directory / "ca.ext"
+    _genkey(key)
+    ext.write_text(_CA_EXT)
+    csr = directory / "ca.csr"
+    run([OPENSSL, "req", "-new", "-key", str(key), "-subj", f"/CN={cn}", "-out", str(csr)])
+    run([OPENSSL, "x509", "-req", "-in", str(csr), "-signkey", str(key), "-days", "3650",
+         "-sha256", "-extfile", str(ext), "-out", str(cert)])  # fmt: skip
+    csr.unlink()
+    ext.unlink()
+    return cert, key
+
+
+def _sign(
+    directory: Path,
+    stem: str,
+    cn: str,
+    ext_text: str,
+    ca_cert: Path,
+    ca_key: Path,
+    key_name: str,
+    cert_name: str,
+) -> None:
+    key, cert = directory / key_name, directory / cert_name
+    csr, ext = directory / f"{stem}.csr", directory / f"{stem}.ext"
+    _genkey(key)
+    ext.write_text(ext_text)
+    run([OPENSSL, "req", "-new", "-key", str(key), "-subj", f"/CN={cn}", "-out", str(csr)])
+    run([OPENSSL, "x509", "-req", "-in", str(csr), "-CA", str(ca_cert), "-CAkey", str(ca_key),
+         "-CAcreateserial", "-days", "3650", "-sha256", "-extfile", str(ext),
+         "-out", str(cert)])  # fmt: skip
+    csr.unlink()
+    ext.unlink()
+
+
+def generate_certs(
+    directory: Path,
+    ip_names: Sequence[str] = ("127.0.0.1",),
+    dns_names: Sequence[str] = ("localhost",),
+) -> tuple[Path, Path]:
+    """Create ``directory/certs`` and ``directory/wrong-ca`` with the openssl CLI.
+
+    ``certs``: ca.pem (+ca-key.pem), server-cert.pem/server-key.pem (serverAuth, SAN =
+    ``ip_names`` + ``dns_names``) and cert.pem/key.pem, a clientAuth certificate.
+
+    ``wrong-ca``: ca.pem/cert.pem/key.pem of an unrelated CA, the client certificate being
+    signed by that other CA (and the same kind of server cert, for completeness).
+
+    Returns ``(certs, wrong_ca)``.
+    """
+    san = ",".join([f"IP:{ip}" for ip in ip_names] + [f"DNS:{d}" for d in dns_names])
+    result: list[Path] = []
+    for sub, label in (("certs", "inventory-test-ca"), ("wrong-ca", "unrelated-test-ca")):
+        d = directory / sub
+        d.mkdir(parents=True, exist_ok=True)
+        ca_cert, ca_key = _make_ca(d, label)
+        _sign(d, "server", "localhost", _SERVER_EXT.format(san=san), ca_cert, ca_key,
+              "server-key.pem", "server-cert.pem")  # fmt: skip
+        _sign(d, "client", "inventory-client", _CLIENT_EXT, ca_cert, ca_key,
+              "key.pem", "cert.pem")  # fmt: skip
+        with contextlib.suppress(FileNotFoundError):
+            (d / "ca.srl").unlink()
+        result.append(d)
+    return result[0], result[1]
+
+
+# --------------------------------------------------------------------------- processes/mounts
+
+
+def _mounts_under(root: Path) -> list[str]:
+    """Mount points at or below ``root`` (deepest first)."""
+    prefix = str(root.resolve())
+    found: list[str] = []
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return found
+    for line in lines:
+        parts = line.split()
+        if len(parts) < 5:
+            continue
+        target = parts[4].encode().decode("unicode_escape")  # \040 etc.
+        if target == prefix or target.startswith(prefix + "/"):
+            found.append(target)
+    # deepest first; duplicates (stacked mounts) are kept so each layer gets unmounted
+    return sorted(found, key=lambda p: p.count("/"), reverse=True)
+
+
+def unmount_under(root: Path) -> None:
+    """Unmount everything mounted at or below ``root`` (lazily if busy)."""
+    for _ in range(5):
+        targets = _mounts_under(root)
+        if not targets:
+            return
+        for target in targets:
+            r = run(["umount", target], check=False, timeout=30)
+            if r.returncode != 0:
+                run(["umount", "-l", target], check=False, timeout=30)
+
+
+def _pids_referencing(root: Path) -> list[int]:
+    """PIDs whose command line mentions ``root`` (dockerd, its containerd and shims)."""
+    needle = str(root.resolve()).encode()
+    pids: list[int] = []
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if needle in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie child still "exists": reap it if it is ours
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        stat = Path(f"/proc/{pid}/stat")
+        try:
+            return stat.read_text().split(") ", 1)[1][:1] != "Z"
+        except (OSError, IndexError):
+            return False
+    return waited == 0
+
+
+def _wait_gone(pids: Sequence[int], timeout: float) -> list[int]:
+    deadline = time.monotonic() + timeout
+    left = [p for p in pids if _alive(p)]
+    while left and time.monotonic() < deadline:
+        time.sleep(0.05)
+        left = [p for p in left if _alive(p)]
+    return left
+
+
+def kill_processes_under(root: Path, timeout: float = 5.0) -> None:
+    """SIGTERM then SIGKILL every process whose command line refers to ``root``."""
+    pids = _pids_referencing(root)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        pids = _wait_gone(pids, timeout)
+        if not pids:
+            return
+
+
+def _ping_unix(sock_path: Path, timeout: float = 2.0) -> bool:
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(str(sock_path))
+            s.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+            data = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+    except OSError:
+        return False
+    head, _, body = data.partition(b"\r\n\r\n")
+    return head.startswith(b"HTTP/1.") and b" 200 " in head.split(b"\r\n", 1)[0] and body == b"OK"
+
+
+# --------------------------------------------------------------------------- the engine
+
+
+@dataclass
+class Engine:
+    root: Path
+    unix_socket: Path
+    tcp_port: int
+    certs: Path
+    wrong_ca: Path
+    _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+
+    # ---- layout
+    @property
+    def unix_url(self) -> str:
+        return f"unix://{self.unix_socket}"
+
+    @property
+    def tcp_url(self) -> str:
+        return f"tcp://127.0.0.1:{self.tcp_port}"
+
+    @property
+    def data_root(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def exec_root(self) -> Path:
+        return self.root / "exec"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.root / "dockerd.pid"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "dockerd.log"
+
+    @property
+    def config_file(self) -> Path:
+        return self.root / "daemon.json"
+
+    @property
+    def cli_config(self) -> Path:
+        """DOCKER_CONFIG for the CLI (keeps ~/.docker/config.json and contexts out)."""
+        return self.root / "cli-config"
+
+    @property
+    def tls_cli_args(self) -> list[str]:
+        """``docker`` CLI flags to talk to the TLS port with the valid client cert."""
+        return [
+            "--tlsverify",
+            "--tlscacert",
+            str(self.certs / "ca.pem"),
+            "--tlscert",
+            str(self.certs / "cert.pem"),
+            "--tlskey",
+            str(self.certs / "key.pem"),
+            "-H",
+            self.tcp_url,
+        ]
+
+    def log_tail(self, lines: int = 40) -> str:
+        return log_tail(self.log_path, lines)
+
+    # ---- CLI
+    def cli_env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        env = clean_env({"DOCKER_CONFIG": str(self.cli_config)})
+        if extra:
+            env.update(extra)
+        return env
+
+    def cli(
+        self,
+        *args: str,
+        check: bool = True,
+        env: Mapping[str, str] | None = None,
+        input: str | None = None,
+        cwd: Path | None = None,
+        timeout: float | None = 300.0,
+    ) -> subprocess.CompletedProcess[str]:
+        """``/usr/bin/docker -H unix://... ARGS`` (text mode, output captured)."""
+        return run(
+            [DOCKER_CLI, "-H", self.unix_url, *args],
+            check=check,
+            env=self.cli_env(env),
+            input=input,
+            cwd=cwd,
+            timeout=timeout,
+        )
+
+    def inspect(self, *refs: str, kind: str | None = None) -> list[dict[str, object]]:
+        """``docker inspect`` parsed (``kind``: container/image/volume...)."""
+        args = ["inspect"] + (["--type", kind] if kind else []) + list(refs)
+        data: list[dict[str, object]] = json.loads(self.cli(*args).stdout)
+        return data
+
+    # ---- daemon lifecycle
+    def daemon_args(self) -> list[str]:
+        return [
+            DOCKERD,
+            "--config-file", str(self.config_file),
+            "--data-root", str(self.data_root),
+            "--exec-root", str(self.exec_root),
+            "--pidfile", str(self.pidfile),
+            "--bridge=none",
+            "--iptables=false",
+            "--ip6tables=false",
+            "--ip-masq=false",
+            "--ip-forward=false",
+            "--userland-proxy=false",
+            "--storage-driver", "overlay2",
+            "-H", self.unix_url,
+            "-H", self.tcp_url,
+            "--tlsverify",
+            "--tlscacert", str(self.certs / "ca.pem"),
+            "--tlscert", str(self.certs / "server-cert.pem"),
+            "--tlskey", str(self.certs / "server-key.pem"),
+        ]  # fmt: skip
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self, timeout: float = START_TIMEOUT) -> None:
+        """Start (or restart after ``stop()``) dockerd; wait until ``/_ping`` answers."""
+        if self.running:
+            return
+        self.cli_config.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            self.unix_socket.unlink()
+        with open(self.log_path, "ab") as log:
+            log.write(f"\n===== start {time.strftime('%H:%M:%S')} =====\n".encode())
+            log.flush()
+            self._proc = subprocess.Popen(
+                self.daemon_args(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=clean_env(),
+                cwd=self.root,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            code = self._proc.poll()
+            if code is not None:
+                raise RuntimeError(
+                    f"dockerd exited with {code} during startup; log tail:\n{self.log_tail()}"
+                )
+            if _ping_unix(self.unix_socket):
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(
+            f"dockerd did not answer /_ping on {self.unix_socket} within {timeout:.0f}s; "
+            f"log tail:\n{self.log_tail()}"
+        )
+
+    def _daemon_pid(self) -> int | None:
+        if self._proc is not None and self._proc.poll() is None:
+            return self._proc.pid
+        try:
+            pid = int(self.pidfile.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if _alive(pid) else None
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """SIGTERM dockerd (pid from the pidfile), wait for it; SIGKILL after ``timeout``.
+
+        Note: without live-restore the daemon stops running containers on shutdown, so
+        after a restart they are "exited".
+        """
+        pid = self._daemon_pid()
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            if self._proc is not None and self._proc.pid == pid:
+                try:
+                    self._proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    self._proc.kill()
+                    self._proc.wait(10)
+            elif _wait_gone([pid], timeout):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                _wait_gone([pid], 10)
+        if self._proc is not None:
+            with contextlib.suppress(Exception):
+                self._proc.wait(1)
+        self._proc = None
+        # a killed daemon can leave its containerd / shims behind
+        kill_processes_under(self.root)
+
+    def close(self) -> None:
+        """Stop the daemon, clean up processes and mounts, delete ``root``."""
+        try:
+            self.stop()
+        finally:
+            kill_processes_under(self.root)
+            unmount_under(self.root)
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def dockerd_available() -> str | None:
+    """``None`` if a private dockerd can be run here, else a one-line reason."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return "dockerd needs root (not running as uid 0)"
+    for binary in (DOCKERD, DOCKER_CLI):
+        if not os.access(binary, os.X_OK):
+            return f"{binary} not found or not executable"
+    for tool in (OPENSSL, "containerd", "runc"):
+        if shutil.which(tool, path=clean_env()["PATH"]) is None:
+            return f"{tool} not found on PATH"
+    if not os.access("/bin/busybox", os.X_OK):
+        return "/bin/busybox (busybox-static) not found; test images are built from it"
+    return None
+
+
+def start_engine(base: Path | None = None) -> Engine:
+    """Create a temp dir (under ``base`` or /tmp), certificates, and start dockerd."""
+    reason = dockerd_available()
+    if reason is not None:
+        raise RuntimeError(f"cannot start dockerd: {reason}")
+    root = Path(tempfile.mkdtemp(prefix="inv-", dir=str(base) if base else "/tmp")).resolve()
+    engine: Engine | None = None
+    try:
+        sock = root / "docker.sock"
+        if len(str(sock)) > 100:
+            raise RuntimeError(f"socket path too long for AF_UNIX: {sock}")
+        certs, wrong_ca = generate_certs(root / "tls")
+        engine = Engine(
+            root=root, unix_socket=sock, tcp_port=free_port(), certs=certs, wrong_ca=wrong_ca
+        )
+        # The only setting: keep the trust key out of /etc/docker (the default place).
+        engine.config_file.write_text(
+            json.dumps({"deprecated-key-path": str(root / "key.json")}, indent=2) + "\n"
+        )
+        engine.start()
+    except BaseException:
+        if engine is not None:
+            engine.close()
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+        raise
+    return engine
+
+
+@contextlib.contextmanager
+def engine_context(base: Path | None = None) -> Iterator[Engine]:
+    engine = start_engine(base)
+    try:
+        yield engine
+    finally:
+        engine.close()
