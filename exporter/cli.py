@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import NoReturn
 
@@ -146,6 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated container label keys exported on docker_container_labels",
     )
     add(
+        "--healthcheck",
+        action="store_true",
+        help="check /-/healthy of the exporter serving on --web.listen-address and exit 0 when "
+        "healthy, 1 otherwise (for a container HEALTHCHECK without curl)",
+    )
+    add(
         "--log.level",
         dest="log_level",
         default="info",
@@ -187,6 +194,7 @@ def parse_config(argv: Sequence[str] | None, env: Mapping[str, str]) -> tuple[Co
         per_container=args.per_container,
         container_labels=parse_label_keys(args.labels),
         warnings=warnings,
+        healthcheck=args.healthcheck,
     )
     return config, args.log_level
 
@@ -211,12 +219,26 @@ def build_registry(config: Config, state: State) -> CollectorRegistry:
     return registry
 
 
+def healthcheck(host: str, port: int) -> int:
+    """GET /-/healthy on the local exporter; 0 when it answers 200."""
+    host = host if host and host not in ("0.0.0.0", "::") else "127.0.0.1"
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/-/healthy"
+    try:
+        with urllib.request.urlopen(url, timeout=3) as response:
+            return 0 if response.status == 200 else 1
+    except (OSError, ValueError) as exc:
+        print(f"{PROG}: {url}: {exc}", file=sys.stderr)
+        return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         config, level = parse_config(argv, os.environ)
     except ConfigError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
+    if config.healthcheck:
+        return healthcheck(config.listen_host, config.listen_port)
     setup_logging(level)
     for warning in config.warnings:
         log.warning("%s", warning)

@@ -46,7 +46,7 @@ class DockerCollector(Collector):
         if view.inventory is not None:
             yield from self._inventory(view.inventory)
         if view.disk_usage is not None:
-            yield from self._disk_usage(view.disk_usage)
+            yield from self._disk_usage(view.disk_usage, view.inventory)
         if view.container_sizes is not None and self.per_container:
             yield from self._container_sizes(view.container_sizes)
 
@@ -145,7 +145,12 @@ class DockerCollector(Collector):
         if labels is not None:
             yield labels
 
-    def _disk_usage(self, snap: DiskUsageSnapshot) -> Iterator[Family]:
+    def _disk_usage(
+        self, snap: DiskUsageSnapshot, inventory: InventorySnapshot | None
+    ) -> Iterator[Family]:
+        # Name images as the inventory does, so per-image series of both jobs share a key
+        # (Podman's /system/df lists bare tags such as "1" instead of repo:tag).
+        names = {i.image_id: i.name for i in inventory.images} if inventory else {}
         usage, reclaimable = family(m.DISK_USAGE_BYTES), family(m.DISK_RECLAIMABLE)
         objects, active = family(m.DISK_OBJECTS), family(m.DISK_ACTIVE)
         for resource, u in snap.resources.items():
@@ -165,8 +170,9 @@ class DockerCollector(Collector):
             if self.per_image:
                 unique, shared = family(m.IMAGE_UNIQUE_SIZE), family(m.IMAGE_SHARED_SIZE)
                 for image in snap.images:
-                    unique.add_metric([image.image_id, image.name], float(image.unique))
-                    shared.add_metric([image.image_id, image.name], float(image.shared))
+                    key = [image.image_id, names.get(image.image_id, image.name)]
+                    unique.add_metric(key, float(image.unique))
+                    shared.add_metric(key, float(image.shared))
                 yield from (unique, shared)
 
     def _container_sizes(self, snap: ContainerSizesSnapshot) -> Iterator[Family]:

@@ -64,6 +64,7 @@ class Config:
     per_container: bool = True
     container_labels: tuple[str, ...] = ()
     warnings: tuple[str, ...] = field(default=(), compare=False)
+    healthcheck: bool = False
 
     @property
     def label_names(self) -> tuple[str, ...]:

@@ -11,12 +11,12 @@ import threading
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_TYPE
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
-TEXT_TYPE = CONTENT_TYPE_LATEST
-OPENMETRICS_CONTENT_TYPE = OPENMETRICS_TYPE
+# The classic text format every Prometheus since 2.0 reads (newer clients default to 1.0.0).
+TEXT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 @dataclass(frozen=True)

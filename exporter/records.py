@@ -142,7 +142,7 @@ def parse_images(data: object) -> tuple[ImageRecord, ...]:
 
 
 def _container_name(raw: Mapping[str, Any]) -> str:
-    names = [n.lstrip("/") for n in _strs(raw, "Names")]
+    names = [n.lstrip("/") for n in _strs(raw, "Names") if n.lstrip("/")]
     # A linked container also carries "/other/alias" names: prefer the plain one.
     plain = [n for n in names if "/" not in n]
     if plain:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .metrics import CONTAINER_STATES, DISK_RESOURCES
 from .records import ContainerRecord, DiskUsageRecord, EngineInfo, ImageRecord
@@ -206,6 +206,8 @@ def _image_usage(df: DiskUsageRecord) -> ResourceUsage | None:
     """The CLI's images row (cli/command/formatter/disk_usage.go)."""
     if df.layers_size is None:
         return None
+    if df.layers_size == 0 and any(i.size for i in df.images):
+        return None  # Podman answers LayersSize 0 beside non-empty images: not computed
     used = 0
     for image in df.images:
         # The CLI tests Containers != 0, so an uncounted image (-1, here None) counts as used.
@@ -259,9 +261,23 @@ def _build_cache_usage(df: DiskUsageRecord) -> ResourceUsage | None:
     return ResourceUsage(size, reclaimable, len(df.build_cache), active)
 
 
+def _distinct_images(images: Iterable[ImageRecord]) -> tuple[ImageRecord, ...]:
+    """One record per image ID (Podman's /system/df repeats an image once per tag)."""
+    seen: dict[str, ImageRecord] = {}
+    for image in images:
+        first = seen.get(image.id)
+        if first is None:
+            seen[image.id] = image
+        else:
+            tags = tuple(dict.fromkeys(first.repo_tags + image.repo_tags))
+            seen[image.id] = replace(first, repo_tags=tags)
+    return tuple(seen.values())
+
+
 def build_disk_usage(
     df: DiskUsageRecord, collected_at: float, resources: Iterable[str] = DISK_RESOURCES
 ) -> DiskUsageSnapshot:
+    df = replace(df, images=_distinct_images(df.images))
     wanted = set(resources)
     usage: dict[str, ResourceUsage | None] = {
         "images": _image_usage(df) if "images" in wanted else None,

@@ -122,12 +122,16 @@ basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature, keyEncipherment
 extendedKeyUsage = serverAuth
 subjectAltName = {san}
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid,issuer
 """
 
 _CLIENT_EXT = """\
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature, keyEncipherment
 extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid,issuer
 """
 
 
@@ -294,7 +298,67 @@ def kill_processes_under(root: Path, timeout: float = 5.0) -> None:
             return
 
 
-def _ping_unix(sock_path: Path, timeout: float = 2.0) -> bool:
+def kill_cgroup_members(ids: Sequence[str]) -> None:
+    """SIGKILL every process whose cgroup path mentions one of ``ids`` (container ids).
+
+    Catches container processes orphaned when their shim/conmon was killed (thawing
+    paused ones), then removes their emptied cgroup directories.
+    """
+    wanted = [i for i in ids if len(i) >= 12]
+    if not wanted:
+        return
+    victims: list[int] = []
+    cgroup_dirs: set[Path] = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cgroup = (entry / "cgroup").read_text()
+        except OSError:
+            continue
+        if any(cid in cgroup for cid in wanted):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(entry.name), signal.SIGKILL)
+            victims.append(int(entry.name))
+            cgroup_dirs.update(_thaw(cgroup))  # a paused container only dies once thawed
+    if victims:
+        _wait_gone(victims, 5.0)
+        for d in sorted(cgroup_dirs, key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                d.rmdir()
+
+
+def _thaw(proc_cgroup: str) -> set[Path]:
+    """Unfreeze the cgroups listed in a /proc/PID/cgroup text (v1 freezer and v2).
+
+    Returns the cgroup directories (all hierarchies) of that process.
+    """
+    dirs: set[Path] = set()
+    for line in proc_cgroup.splitlines():
+        _, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        path = path.lstrip("/")
+        if not path:
+            continue
+        if controllers == "":
+            mounts = [Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified")]
+            knob, value = "cgroup.freeze", "0"
+        else:
+            name = controllers.split(",")[0].removeprefix("name=")
+            mounts = [Path("/sys/fs/cgroup", name)]
+            knob, value = "freezer.state", "THAWED"
+        for mount in mounts:
+            d = mount / path
+            if not d.is_dir():
+                continue
+            dirs.add(d)
+            with contextlib.suppress(OSError):
+                if (d / knob).exists():
+                    (d / knob).write_text(value)
+    return dirs
+
+
+def ping_unix(sock_path: Path, timeout: float = 2.0) -> bool:
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(timeout)
@@ -461,7 +525,7 @@ class Engine:
                 raise RuntimeError(
                     f"dockerd exited with {code} during startup; log tail:\n{self.log_tail()}"
                 )
-            if _ping_unix(self.unix_socket):
+            if ping_unix(self.unix_socket):
                 return
             time.sleep(0.1)
         self.stop()
@@ -503,8 +567,16 @@ class Engine:
             with contextlib.suppress(Exception):
                 self._proc.wait(1)
         self._proc = None
-        # a killed daemon can leave its containerd / shims behind
+        # a killed daemon can leave its containerd / shims / containers behind
         kill_processes_under(self.root)
+        kill_cgroup_members(self.container_ids_on_disk())
+
+    def container_ids_on_disk(self) -> list[str]:
+        """Ids of all containers in the data root (works while the daemon is down)."""
+        try:
+            return [d.name for d in (self.data_root / "containers").iterdir() if d.is_dir()]
+        except OSError:
+            return []
 
     def close(self) -> None:
         """Stop the daemon, clean up processes and mounts, delete ``root``."""

@@ -1,0 +1,94 @@
+"""A stand-in engine on loopback TCP that replays recorded answers.
+
+Used where the real engine cannot be made to misbehave on cue: a /system/df that hangs,
+garbage answers, and counting requests per collection. Paths are matched after the
+/vX.Y prefix is stripped, as a real engine does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+_VERSION = re.compile(r"^/v\d+\.\d+")
+
+Answer = Any  # JSON-able payload, or bytes sent as they are
+
+
+class FakeEngine:
+    def __init__(self, answers: dict[str, Answer]) -> None:
+        self.answers = dict(answers)
+        self.delays: dict[str, float] = {}
+        self.requests: Counter[str] = Counter()
+        self.queries: list[tuple[str, str]] = []  # (path, raw query string), in order
+        self.lock = threading.Lock()
+        self.release = threading.Event()
+        engine = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                raw_path, _, query = self.path.partition("?")
+                path = _VERSION.sub("", raw_path)
+                with engine.lock:
+                    engine.requests[path] += 1
+                    engine.queries.append((path, query))
+                    answer = engine.answers.get(path)
+                    delay = engine.delays.get(path, 0.0)
+                if delay:
+                    engine.release.wait(delay)
+                if answer is None:
+                    body = b'{"message":"page not found"}'
+                    self.send_response(404)
+                else:
+                    if callable(answer):
+                        answer = answer()
+                    body = answer if isinstance(answer, bytes) else json.dumps(answer).encode()
+                    self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                with contextlib.suppress(OSError):
+                    self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"tcp://127.0.0.1:{self.server.server_address[1]}"
+
+    def set(self, path: str, answer: Answer | Callable[[], Answer]) -> None:
+        with self.lock:
+            self.answers[path] = answer
+
+    def count(self, path: str) -> int:
+        with self.lock:
+            return self.requests[path]
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"not true within {timeout}s")

@@ -1,0 +1,161 @@
+"""Record raw engine API answers as JSON fixtures: ``python -m tests.record_fixtures``.
+
+Starts a private dockerd (and a private podman service), builds the test scenario in
+each (``tests/harness/scenario.py``, ``tests/harness/podman.py``), then stores the JSON
+of a few GET endpoints, pretty-printed with sorted keys, under
+``tests/fixtures/docker-20.10/`` and ``tests/fixtures/podman-4.3/``; plus, for docker,
+the text of ``docker system df`` and ``docker system df -v`` and, for both, a
+``scenario.json`` naming what the scenario created (ids, names).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import docker
+
+from tests.harness.dockerd import dockerd_available, start_engine
+from tests.harness.podman import build_podman_scenario, podman_available, start_podman
+from tests.harness.scenario import build_scenario
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+ENDPOINTS: Mapping[str, tuple[str, Mapping[str, str]]] = {
+    "images": ("/images/json", {}),
+    "containers": ("/containers/json", {"all": "1"}),
+    "version": ("/version", {}),
+    "system_df": ("/system/df", {}),
+    "containers_size": ("/containers/json", {"all": "1", "size": "1"}),
+}
+
+
+def dump_json(path: Path, data: object) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def fetch(unix_url: str) -> tuple[dict[str, object], dict[str, str]]:
+    """GET every endpoint; returns (name -> JSON, name -> error for the ones that failed)."""
+    client = docker.APIClient(base_url=unix_url, version="auto", timeout=120)
+    client.trust_env = False
+    answers: dict[str, object] = {}
+    errors: dict[str, str] = {}
+    try:
+        for name, (path, params) in ENDPOINTS.items():
+            url = f"{client.base_url}/v{client.api_version}{path}"
+            try:
+                response = client.get(url, params=dict(params))
+                response.raise_for_status()
+                answers[name] = response.json()
+            except Exception as exc:
+                errors[name] = f"{type(exc).__name__}: {exc}"
+    finally:
+        client.close()
+    return answers, errors
+
+
+def write_answers(out: Path, answers: Mapping[str, object]) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, data in answers.items():
+        path = out / f"{name}.json"
+        dump_json(path, data)
+        written.append(path)
+    return written
+
+
+def scenario_json(scenario: object) -> dict[str, object]:
+    assert dataclasses.is_dataclass(scenario) and not isinstance(scenario, type)
+    data = dataclasses.asdict(scenario)
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in data.items()}
+
+
+def record_docker(out: Path) -> list[Path]:
+    t0 = time.monotonic()
+    engine = start_engine()
+    try:
+        started = time.monotonic() - t0
+        scenario = build_scenario(engine)
+        answers, errors = fetch(engine.unix_url)
+        if errors:
+            raise RuntimeError(f"docker endpoints failed: {errors}")
+        written = write_answers(out, answers)
+        for name, args in (("system_df.txt", ()), ("system_df_v.txt", ("-v",))):
+            path = out / name
+            path.write_text(engine.cli("system", "df", *args).stdout)
+            written.append(path)
+        meta = scenario_json(scenario)
+        meta.pop("build_dir", None)
+        meta.pop("duration", None)
+        dump_json(out / "scenario.json", meta)
+        written.append(out / "scenario.json")
+        print(
+            f"docker: engine up in {started:.1f}s, scenario in {scenario.duration:.1f}s, "
+            f"build cache: {scenario.build_cache} {scenario.build_cache_note}",
+            file=sys.stderr,
+        )
+        return written
+    finally:
+        engine.close()
+
+
+def record_podman(out: Path) -> list[Path]:
+    t0 = time.monotonic()
+    p = start_podman()
+    try:
+        started = time.monotonic() - t0
+        scenario = build_podman_scenario(p)
+        answers, errors = fetch(p.unix_url)
+        required = set(ENDPOINTS) - {"system_df"}
+        if required & set(errors):
+            raise RuntimeError(f"podman endpoints failed: {errors}")
+        for name, error in errors.items():
+            print(f"podman: skipped {name}: {error}", file=sys.stderr)
+            stale = out / f"{name}.json"
+            stale.unlink(missing_ok=True)
+        written = write_answers(out, answers)
+        meta = scenario_json(scenario)
+        meta.pop("duration", None)
+        dump_json(out / "scenario.json", meta)
+        written.append(out / "scenario.json")
+        print(
+            f"podman: service up in {started:.1f}s, scenario in {scenario.duration:.1f}s, "
+            f"health: {scenario.health} ({scenario.health_note})",
+            file=sys.stderr,
+        )
+        return written
+    finally:
+        p.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--out", type=Path, default=FIXTURES, help="fixtures directory")
+    parser.add_argument("--no-docker", action="store_true")
+    parser.add_argument("--no-podman", action="store_true")
+    args = parser.parse_args(argv)
+    written: list[Path] = []
+    if not args.no_docker:
+        reason = dockerd_available()
+        if reason:
+            print(f"docker: cannot record: {reason}", file=sys.stderr)
+            return 1
+        written += record_docker(args.out / "docker-20.10")
+    if not args.no_podman:
+        reason = podman_available()
+        if reason:
+            print(f"podman: cannot record: {reason}", file=sys.stderr)
+            return 1
+        written += record_podman(args.out / "podman-4.3")
+    for path in written:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

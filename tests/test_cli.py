@@ -1,0 +1,101 @@
+"""The command line: bad input is one line on stderr and exit 2, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from exporter.cli import parse_config
+from tests.conftest import exporter_command
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+    full.update(env or {})
+    return subprocess.run(
+        [*exporter_command(), *args], capture_output=True, text=True, env=full, timeout=30
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--no-such-flag"], {}, "unrecognized arguments: --no-such-flag"),
+        (["--log.level", "verbose"], {}, "invalid choice: 'verbose'"),
+        (["--collect.interval", "soon"], {}, "--collect.interval 'soon' is not a duration"),
+        (["--collect.timeout", "20s"], {}, "--collect.timeout (20s) must be shorter"),
+        (["--web.listen-address", "9487"], {}, "is not HOST:PORT or :PORT"),
+        ([], {"DOCKER_HOST": "tcp//oops"}, "DOCKER_HOST 'tcp//oops' is not a unix:// or tcp://"),
+        (
+            [],
+            {
+                "DOCKER_HOST": "tcp://127.0.0.1:2376",
+                "DOCKER_TLS_VERIFY": "1",
+                "DOCKER_CERT_PATH": "/nonexistent",
+            },
+            "cannot read the engine CA file /nonexistent/ca.pem: No such file or directory",
+        ),
+        (
+            ["--docker.host", "tcp://127.0.0.1:1", "--docker.tls-cert", "/x.pem"],
+            {},
+            "needs its key",
+        ),
+        (["--collect.disk-usage-resources", "images,disks"], {}, "unknown 'disks'"),
+    ],
+)
+def test_bad_configuration_exits_2_with_one_line(args, env, message):
+    result = run(*args, env=env)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("docker-inventory-exporter: ")
+    assert message in lines[0]
+
+
+def test_port_in_use_is_one_line():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        result = run(
+            "--web.listen-address", f"127.0.0.1:{port}", "--docker.host", "unix:///nonexistent.sock"
+        )
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
+
+
+def test_help_and_version():
+    assert run("--version").stdout.startswith("docker-inventory-exporter 0.")
+    assert "--collect.disk-usage-interval" in run("--help").stdout
+
+
+def test_defaults():
+    config, level = parse_config([], {})
+    assert (config.listen_host, config.listen_port) == ("", 9487)
+    assert config.engine.host == "unix:///var/run/docker.sock"
+    assert (config.inventory.interval, config.inventory.timeout) == (15, 5)
+    assert (config.disk_usage.interval, config.container_sizes.interval) == (300, 0)
+    assert config.container_labels == ("com.docker.compose.project", "com.docker.compose.service")
+    assert level == "info"
+
+
+def test_healthcheck_fails_without_a_server():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = run("--healthcheck", "--web.listen-address", f"127.0.0.1:{port}")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_module_entry_point():
+    result = subprocess.run(
+        [sys.executable, "-m", "exporter", "--version"], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0 and "docker-inventory-exporter" in result.stdout

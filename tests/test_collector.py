@@ -1,0 +1,196 @@
+"""The collector on a real registry: exact values with get_sample_value, no stale series."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry
+
+from exporter.collector import DockerCollector
+from exporter.config import label_name
+from exporter.records import parse_containers, parse_disk_usage, parse_images, parse_version
+from exporter.snapshot import (
+    DiskUsageSnapshot,
+    InventorySnapshot,
+    JobStatus,
+    build_disk_usage,
+    build_inventory,
+)
+from exporter.state import State
+from tests.fixtures_util import load
+
+NOW = 1765000000.0
+LABELS = ("com.docker.compose.project", "com.docker.compose.service")
+
+
+def setup(per_image=True, per_container=True):
+    state = State(("inventory", "disk_usage"))
+    registry = CollectorRegistry(auto_describe=False)
+    names = tuple(label_name(k) for k in LABELS)
+    registry.register(DockerCollector(state, per_image, per_container, names))
+    return state, registry
+
+
+def publish_inventory(state, images="synthetic/images-1.52.json"):
+    snap = build_inventory(
+        parse_version(load("synthetic/version-1.52.json")),
+        parse_images(load(images)),
+        parse_containers(load("synthetic/containers-1.52.json")),
+        NOW,
+        LABELS,
+    )
+    ok = JobStatus(success=True, duration=0.25, last_success=NOW)
+    state.publish("inventory", ok, snap, InventorySnapshot)
+
+
+def test_before_any_collection_only_exporter_series():
+    _, reg = setup()
+    assert reg.get_sample_value("docker_up") == 0.0
+    assert reg.get_sample_value("docker_exporter_collection_success", {"job": "inventory"}) == 0.0
+    assert (
+        reg.get_sample_value("docker_exporter_collection_errors_total", {"job": "disk_usage"}) == 0
+    )
+    assert reg.get_sample_value("docker_images") is None
+    assert (
+        reg.get_sample_value("docker_exporter_last_success_timestamp_seconds", {"job": "inventory"})
+        is None
+    )
+
+
+def test_inventory_values():
+    state, reg = setup()
+    publish_inventory(state)
+    g = reg.get_sample_value
+    assert g("docker_up") == 1.0
+    assert g("docker_exporter_collection_duration_seconds", {"job": "inventory"}) == 0.25
+    assert g("docker_exporter_last_success_timestamp_seconds", {"job": "inventory"}) == NOW
+    assert (
+        g(
+            "docker_engine_info",
+            {
+                "version": "29.0.0",
+                "api_version": "1.52",
+                "os": "linux",
+                "arch": "amd64",
+                "kernel_version": "6.8.0",
+                "product": "Docker Engine",
+            },
+        )
+        == 1.0
+    )
+    assert (g("docker_images"), g("docker_images_dangling"), g("docker_images_unused")) == (4, 2, 2)
+    assert g("docker_containers", {"state": "removing"}) == 0.0
+    assert g("docker_containers", {"state": "running"}) == 1.0
+    app = {"image_id": "aaaa1111bbbb", "name": "registry.example/app:2"}
+    assert g("docker_image_size_bytes", app) == 52428800
+    assert g("docker_image_created_timestamp_seconds", app) == 1764000000
+    assert g("docker_image_containers", app) == 3
+    assert g("docker_image_last_used_timestamp_seconds", app) == NOW
+    assert (
+        g(
+            "docker_image_tag_info",
+            {"image_id": "aaaa1111bbbb", "repository": "registry.example/app", "tag": "latest"},
+        )
+        == 1
+    )
+    unused = {"image_id": "cccc3333dddd", "name": "<none>:<none>"}
+    assert g("docker_image_containers", unused) == 0
+    assert g("docker_image_last_used_timestamp_seconds", unused) is None
+    assert (
+        g(
+            "docker_container_info",
+            {
+                "name": "web-1",
+                "container_id": "111111111111",
+                "image": "registry.example/app:latest",
+                "image_id": "aaaa1111bbbb",
+            },
+        )
+        == 1
+    )
+    assert g("docker_container_state", {"name": "old-job", "state": "restarting"}) == 1
+    assert g("docker_container_created_timestamp_seconds", {"name": "worker"}) == 1764200000
+    assert g("docker_container_health_status", {"name": "old-job", "status": "unhealthy"}) == 1
+    assert g("docker_container_health_status", {"name": "worker", "status": "healthy"}) is None
+    assert g("docker_container_exit_code", {"name": "worker"}) == 137
+    assert g("docker_container_exit_code", {"name": "web-1"}) is None
+    assert g("docker_container_image_outdated", {"name": "gone-tag"}) == 1
+    assert g("docker_container_image_outdated", {"name": "web-1"}) == 0
+    assert (
+        g(
+            "docker_container_labels",
+            {
+                "name": "web-1",
+                "label_com_docker_compose_project": "shop",
+                "label_com_docker_compose_service": "web",
+            },
+        )
+        == 1
+    )
+
+
+def test_removed_objects_vanish_and_failure_drops_per_object_series():
+    state, reg = setup()
+    publish_inventory(state)
+    assert (
+        reg.get_sample_value("docker_container_state", {"name": "web-1", "state": "running"}) == 1
+    )
+    snap = build_inventory(parse_version({}), parse_images([]), parse_containers([]), NOW + 15)
+    state.publish(
+        "inventory", JobStatus(success=True, last_success=NOW + 15), snap, InventorySnapshot
+    )
+    assert (
+        reg.get_sample_value("docker_container_state", {"name": "web-1", "state": "running"})
+        is None
+    )
+    assert reg.get_sample_value("docker_images") == 0
+    failed = JobStatus(success=False, last_success=NOW + 15, errors=1, error="down")
+    state.publish("inventory", failed, None, InventorySnapshot)
+    text = "\n".join(str(s) for f in reg.collect() for s in f.samples)
+    assert reg.get_sample_value("docker_up") == 0
+    assert (
+        reg.get_sample_value("docker_exporter_collection_errors_total", {"job": "inventory"}) == 1
+    )
+    assert reg.get_sample_value("docker_images") is None
+    assert "docker_container" not in text and "docker_engine_info" not in text
+    # the time of the last good data is still there, so staleness is visible
+    assert (
+        reg.get_sample_value("docker_exporter_last_success_timestamp_seconds", {"job": "inventory"})
+        == NOW + 15
+    )
+
+
+def test_cardinality_switches_keep_aggregates():
+    state, reg = setup(per_image=False, per_container=False)
+    publish_inventory(state)
+    names = {f.name for f in reg.collect()}
+    assert {"docker_images", "docker_containers", "docker_images_unused"} <= names
+    assert not any(n.startswith(("docker_image_", "docker_container_")) for n in names)
+
+
+def test_api_1_44_images_do_not_leak_minus_one():
+    state, reg = setup()
+    publish_inventory(state, "synthetic/images-1.44.json")
+    for fam in reg.collect():
+        for s in fam.samples:
+            assert s.value >= 0, s
+
+
+def test_disk_usage_values():
+    state, reg = setup()
+    snap = build_disk_usage(parse_disk_usage(load("synthetic/system_df-1.52.json")), NOW)
+    state.publish("disk_usage", JobStatus(success=True, last_success=NOW), snap, DiskUsageSnapshot)
+    g = reg.get_sample_value
+    assert g("docker_disk_usage_bytes", {"resource": "images"}) == 60_000_000
+    assert g("docker_disk_reclaimable_bytes", {"resource": "images"}) == 30_000_000
+    assert g("docker_disk_usage_objects", {"resource": "volumes"}) == 4
+    assert g("docker_disk_usage_active_objects", {"resource": "build_cache"}) == 2
+    assert g("docker_images_dangling_unique_bytes") == 7_000_000
+    assert g("docker_images_unused_unique_bytes") == 10_000_000
+    assert (
+        g("docker_image_unique_size_bytes", {"image_id": "dddd4444eeee", "name": "busybox:latest"})
+        == 3_000_000
+    )
+    assert (
+        g("docker_image_shared_size_bytes", {"image_id": "dddd4444eeee", "name": "busybox:latest"})
+        == 1_000_000
+    )
+    assert g("docker_up") == 0  # the inventory job has not succeeded: disk data does not fake it

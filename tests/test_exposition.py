@@ -1,0 +1,104 @@
+"""The rendered exposition: escaping anything a container carries, and promtool's lint."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
+
+from exporter.collector import DockerCollector
+from exporter.config import label_name
+from exporter.exposition import render
+from exporter.records import parse_containers, parse_images, parse_version
+from exporter.snapshot import InventorySnapshot, JobStatus, build_inventory
+from exporter.state import State
+from tests.conftest import need, parse_samples
+from tests.fixtures_util import load
+
+KEYS = ("com.docker.compose.project", "weird")
+
+
+def rendered_for(containers: list[dict[str, Any]], images: list[dict[str, Any]]):
+    state = State(("inventory",))
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(DockerCollector(state, label_names=tuple(label_name(k) for k in KEYS)))
+    snap = build_inventory(
+        parse_version(load("synthetic/version-1.52.json")),
+        parse_images(images),
+        parse_containers(containers),
+        1.0e9,
+        KEYS,
+    )
+    state.publish("inventory", JobStatus(success=True, last_success=1.0e9), snap, InventorySnapshot)
+    return render(registry)
+
+
+hostile = st.text(st.characters(exclude_categories=["Cs"]), max_size=30)
+# a tag is what follows the last ':' after the last '/', so it holds neither
+hostile_tag = st.text(
+    st.characters(exclude_categories=["Cs"], exclude_characters=":/"), max_size=30
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(name=hostile, label=hostile, tag=hostile_tag)
+def test_any_name_label_or_tag_survives_both_formats(name, label, tag):
+    containers = [
+        {
+            "Id": "c" * 64,
+            "Names": ["/" + name],
+            "Image": tag,
+            "ImageID": "sha256:" + "a" * 64,
+            "State": "running",
+            "Status": "Up",
+            "Labels": {"weird": label},
+        }
+    ]
+    images = [{"Id": "sha256:" + "a" * 64, "RepoTags": [f"repo:{tag}"], "Size": 1, "Created": 1}]
+    out = rendered_for(containers, images)
+    expected_name = name or "c" * 12
+    samples = parse_samples(out.text.decode())
+    key = frozenset(
+        {
+            "name": expected_name,
+            "label_com_docker_compose_project": "",
+            "label_weird": label,
+        }.items()
+    )
+    assert samples[("docker_container_labels", key)] == 1.0
+    tag_key = frozenset({"image_id": "a" * 12, "repository": "repo", "tag": tag}.items())
+    assert samples[("docker_image_tag_info", tag_key)] == 1.0
+    om = {s.name: s for f in om_parse(out.openmetrics.decode()) for s in f.samples}
+    assert om["docker_container_info"].labels["image"] == tag
+
+
+def test_quotes_backslashes_newlines_are_escaped_on_the_wire():
+    containers = [
+        {
+            "Id": "c" * 64,
+            "Names": ["/x"],
+            "Image": "i",
+            "ImageID": "sha256:" + "a" * 64,
+            "State": "running",
+            "Status": "Up",
+            "Labels": {"weird": 'say "hi" \\ back\nslash é'},
+        }
+    ]
+    text = rendered_for(containers, []).text.decode()
+    assert 'label_weird="say \\"hi\\" \\\\ back\\nslash é"' in text
+
+
+def test_promtool_finds_nothing_to_complain_about():
+    promtool = shutil.which("promtool") or ""
+    need(None if promtool else "promtool (Debian's prometheus package) is not installed")
+    out = rendered_for(load("synthetic/containers-1.52.json"), load("synthetic/images-1.52.json"))
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=out.text, capture_output=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr.decode() + result.stdout.decode()
+    assert result.stdout.decode().strip() == "" and result.stderr.decode().strip() == ""

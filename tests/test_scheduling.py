@@ -1,0 +1,91 @@
+"""The real exporter process with its scheduler, against a stand-in engine that misbehaves."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.conftest import value
+from tests.fake_engine import FakeEngine
+from tests.fixtures_util import load
+
+
+@pytest.fixture
+def fake():
+    engine = FakeEngine(
+        {
+            "/version": load("synthetic/version-1.52.json"),
+            "/images/json": load("synthetic/images-1.52.json"),
+            "/containers/json": load("synthetic/containers-1.52.json"),
+            "/system/df": load("synthetic/system_df-1.52.json"),
+        }
+    )
+    yield engine
+    engine.close()
+
+
+def test_hanging_df_never_delays_inventory_or_scrapes(fake, run_exporter):
+    fake.delays["/system/df"] = 30.0  # far beyond the df timeout
+    exp = run_exporter(
+        "--docker.host",
+        fake.url,
+        "--collect.interval",
+        "1s",
+        "--collect.timeout",
+        "500ms",
+        "--collect.disk-usage-interval",
+        "2s",
+        "--collect.disk-usage-timeout",
+        "1500ms",
+    )
+    first = exp.wait_for(
+        lambda s: value(s, "docker_exporter_collection_errors_total", job="disk_usage") == 1.0
+    )
+    t0 = value(first, "docker_exporter_last_success_timestamp_seconds", job="inventory")
+    slowest = 0.0
+    deadline = time.monotonic() + 4
+    while time.monotonic() < deadline:
+        started = time.monotonic()
+        exp.metrics_text()
+        slowest = max(slowest, time.monotonic() - started)
+        time.sleep(0.1)
+    samples = exp.samples()
+    assert slowest < 0.5, f"a scrape took {slowest:.3f}s"
+    assert value(samples, "docker_exporter_collection_success", job="disk_usage") == 0.0
+    assert value(samples, "docker_exporter_collection_success", job="inventory") == 1.0
+    t1 = value(samples, "docker_exporter_last_success_timestamp_seconds", job="inventory")
+    assert t0 is not None and t1 is not None and t1 >= t0 + 2
+    assert value(samples, "docker_disk_usage_bytes", resource="images") is None
+    assert value(samples, "docker_up") == 1.0
+    # the df cause is logged once, however many runs fail
+    assert exp.log().count("disk_usage job: GET /system/df: no answer within 1.5s") == 1
+
+
+def test_garbage_and_outage_never_stop_the_exporter(fake, run_exporter):
+    exp = run_exporter(
+        "--docker.host",
+        fake.url,
+        "--collect.interval",
+        "1s",
+        "--collect.timeout",
+        "500ms",
+        "--collect.disk-usage-interval",
+        "0",
+    )
+    exp.wait_for(lambda s: value(s, "docker_up") == 1.0)
+    fake.set("/containers/json", b"\x00\xffnot json")
+    exp.wait_for(lambda s: value(s, "docker_up") == 0.0)
+    samples = exp.samples()
+    assert value(samples, "docker_images") is None
+    assert not [k for k in samples if k[0].startswith("docker_container_")]
+    fake.set("/containers/json", load("synthetic/containers-1.52.json"))
+    samples = exp.wait_for(lambda s: value(s, "docker_up") == 1.0)
+    assert value(samples, "docker_containers", state="running") == 1.0
+    assert exp.proc.poll() is None
+    log = exp.log()
+    assert "Traceback" not in log
+    assert (
+        log.count("inventory job: GET /containers/json: the engine's answer is not valid JSON") == 1
+    )
+    assert "inventory job: recovered" in log

@@ -1,0 +1,91 @@
+"""The HTTP app driven directly through WSGI: formats, gzip, health, readiness."""
+
+from __future__ import annotations
+
+import gzip
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
+
+from exporter.collector import DockerCollector
+from exporter.exposition import Exposition
+from exporter.records import parse_containers, parse_images, parse_version
+from exporter.snapshot import InventorySnapshot, JobStatus, build_inventory
+from exporter.state import State
+from exporter.web import make_app
+from tests.conftest import parse_samples
+from tests.fixtures_util import load
+
+
+def make(ready: bool = True):
+    state = State(("inventory",))
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(DockerCollector(state))
+    exposition = Exposition(registry)
+    if ready:
+        snap = build_inventory(
+            parse_version(load("synthetic/version-1.52.json")),
+            parse_images(load("synthetic/images-1.52.json")),
+            parse_containers(load("synthetic/containers-1.52.json")),
+            1765000000.0,
+        )
+        state.publish(
+            "inventory", JobStatus(success=True, last_success=1.0), snap, InventorySnapshot
+        )
+        exposition.refresh()
+    return make_app(exposition, state, "unix:///var/run/docker.sock"), exposition
+
+
+def call(app, path: str, **headers: str) -> tuple[str, dict[str, str], bytes]:
+    environ: dict[str, Any] = {"PATH_INFO": path, "REQUEST_METHOD": headers.pop("method", "GET")}
+    environ.update({f"HTTP_{k.upper()}": v for k, v in headers.items()})
+    out: dict[str, Any] = {}
+
+    def start_response(status: str, hdrs: list[tuple[str, str]]) -> None:
+        out["status"], out["headers"] = status, dict(hdrs)
+
+    body = b"".join(app(environ, start_response))
+    return out["status"], out["headers"], body
+
+
+def test_metrics_text_by_default():
+    app, _ = make()
+    status, headers, body = call(app, "/metrics")
+    assert status == "200 OK"
+    assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    assert parse_samples(body.decode())[("docker_images", frozenset())] == 4.0
+
+
+def test_metrics_openmetrics_and_gzip():
+    app, _ = make()
+    accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+    _status, headers, body = call(app, "/metrics", accept=accept, accept_encoding="gzip, deflate")
+    assert headers["Content-Encoding"] == "gzip"
+    assert headers["Content-Type"].startswith("application/openmetrics-text")
+    text = gzip.decompress(body).decode()
+    assert text.endswith("# EOF\n")
+    names = {f.name for f in om_parse(text)}
+    assert "docker_exporter_collection_errors" in names and "docker_images" in names
+
+
+def test_scrapes_serve_the_rendering_and_do_not_render():
+    app, exposition = make()
+    before = exposition.renders
+    first = call(app, "/metrics")[2]
+    for _ in range(50):
+        assert call(app, "/metrics")[2] is first or call(app, "/metrics")[2] == first
+    assert exposition.renders == before
+
+
+def test_landing_health_and_ready():
+    app, _ = make()
+    status, _headers, body = call(app, "/")
+    assert status == "200 OK" and b'href="metrics"' in body
+    assert call(app, "/-/healthy")[0] == "200 OK"
+    assert call(app, "/-/ready")[0] == "200 OK"
+    assert call(app, "/nope")[0] == "404 Not Found"
+    assert call(app, "/metrics", method="POST")[0] == "405 Method Not Allowed"
+    not_ready, _ = make(ready=False)
+    assert call(not_ready, "/-/ready")[0] == "503 Service Unavailable"
+    assert call(not_ready, "/-/healthy")[0] == "200 OK"
