@@ -48,7 +48,7 @@ class DockerCollector(Collector):
         if view.disk_usage is not None:
             yield from self._disk_usage(view.disk_usage, view.inventory)
         if view.container_sizes is not None and self.per_container:
-            yield from self._container_sizes(view.container_sizes)
+            yield from self._container_sizes(view.container_sizes, view.inventory)
 
     def _exporter(self, view: View) -> Iterator[Family]:
         up = family(m.UP)
@@ -148,8 +148,10 @@ class DockerCollector(Collector):
     def _disk_usage(
         self, snap: DiskUsageSnapshot, inventory: InventorySnapshot | None
     ) -> Iterator[Family]:
-        # Name images as the inventory does, so per-image series of both jobs share a key
-        # (Podman's /system/df lists bare tags such as "1" instead of repo:tag).
+        # Per-image series exist only for images the newest inventory still lists, named as
+        # the inventory names them: an image removed since the slower df run vanishes with the
+        # next inventory, and the series of both jobs share a key (Podman's /system/df lists
+        # bare tags such as "1" instead of repo:tag).
         names = {i.image_id: i.name for i in inventory.images} if inventory else {}
         usage, reclaimable = family(m.DISK_USAGE_BYTES), family(m.DISK_RECLAIMABLE)
         objects, active = family(m.DISK_OBJECTS), family(m.DISK_ACTIVE)
@@ -170,14 +172,21 @@ class DockerCollector(Collector):
             if self.per_image:
                 unique, shared = family(m.IMAGE_UNIQUE_SIZE), family(m.IMAGE_SHARED_SIZE)
                 for image in snap.images:
-                    key = [image.image_id, names.get(image.image_id, image.name)]
-                    unique.add_metric(key, float(image.unique))
-                    shared.add_metric(key, float(image.shared))
+                    name = names.get(image.image_id)
+                    if name is None:
+                        continue  # gone since the slower df ran, or the inventory failed
+                    unique.add_metric([image.image_id, name], float(image.unique))
+                    shared.add_metric([image.image_id, name], float(image.shared))
                 yield from (unique, shared)
 
-    def _container_sizes(self, snap: ContainerSizesSnapshot) -> Iterator[Family]:
+    def _container_sizes(
+        self, snap: ContainerSizesSnapshot, inventory: InventorySnapshot | None
+    ) -> Iterator[Family]:
         rw, rootfs = family(m.CONTAINER_RW_SIZE), family(m.CONTAINER_ROOTFS_SIZE)
+        current = {c.name for c in inventory.containers} if inventory else set()
         for c in snap.containers:
+            if c.name not in current:
+                continue  # removed since the slower size job ran, or the inventory failed
             if c.rw is not None:
                 rw.add_metric([c.name], float(c.rw))
             if c.root_fs is not None:

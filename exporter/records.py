@@ -128,7 +128,8 @@ class DiskUsageRecord:
 def parse_image(raw: Mapping[str, Any]) -> ImageRecord:
     return ImageRecord(
         id=_str(raw, "Id"),
-        repo_tags=tuple(t for t in _strs(raw, "RepoTags") if t != NONE_TAG),
+        # "<none>:<none>" before API 1.43; Podman's /system/df says "<none>"
+        repo_tags=tuple(t for t in _strs(raw, "RepoTags") if t not in (NONE_TAG, "<none>")),
         repo_digests=tuple(d for d in _strs(raw, "RepoDigests") if d != NONE_DIGEST),
         created=_created(raw),
         size=_count(raw, "Size"),

@@ -51,8 +51,8 @@ def parse_samples(text: str) -> Samples:
     return out
 
 
-def value(samples: Samples, name: str, **labels: str) -> float | None:
-    return samples.get((name, frozenset(labels.items())))
+def value(samples: Samples, metric: str, /, **labels: str) -> float | None:
+    return samples.get((metric, frozenset(labels.items())))
 
 
 def series(samples: Samples, name: str) -> list[dict[str, str]]:

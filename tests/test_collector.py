@@ -179,6 +179,13 @@ def test_disk_usage_values():
     snap = build_disk_usage(parse_disk_usage(load("synthetic/system_df-1.52.json")), NOW)
     state.publish("disk_usage", JobStatus(success=True, last_success=NOW), snap, DiskUsageSnapshot)
     g = reg.get_sample_value
+    # no current inventory: no per-image df series (they could name removed images)
+    assert (
+        g("docker_image_unique_size_bytes", {"image_id": "dddd4444eeee", "name": "busybox:latest"})
+        is None
+    )
+    assert g("docker_disk_usage_bytes", {"resource": "images"}) == 60_000_000
+    publish_inventory(state)
     assert g("docker_disk_usage_bytes", {"resource": "images"}) == 60_000_000
     assert g("docker_disk_reclaimable_bytes", {"resource": "images"}) == 30_000_000
     assert g("docker_disk_usage_objects", {"resource": "volumes"}) == 4
@@ -193,4 +200,20 @@ def test_disk_usage_values():
         g("docker_image_shared_size_bytes", {"image_id": "dddd4444eeee", "name": "busybox:latest"})
         == 1_000_000
     )
-    assert g("docker_up") == 0  # the inventory job has not succeeded: disk data does not fake it
+    # named as the inventory names it (the df answer says registry.example/app:latest)
+    assert (
+        g(
+            "docker_image_unique_size_bytes",
+            {"image_id": "aaaa1111bbbb", "name": "registry.example/app:2"},
+        )
+        == 20_000_000
+    )
+    # 9999 is in the df answer but not in the inventory: gone, so no series
+    assert not [s for f in reg.collect() for s in f.samples if "999999999999" in str(s.labels)]
+
+
+def test_disk_data_does_not_fake_up():
+    state, reg = setup()
+    snap = build_disk_usage(parse_disk_usage(load("synthetic/system_df-1.52.json")), NOW)
+    state.publish("disk_usage", JobStatus(success=True, last_success=NOW), snap, DiskUsageSnapshot)
+    assert reg.get_sample_value("docker_up") == 0

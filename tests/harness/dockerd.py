@@ -241,8 +241,26 @@ def unmount_under(root: Path) -> None:
                 run(["umount", "-l", target], check=False, timeout=30)
 
 
+# Only engine processes are ours to kill: a client of the engine (the exporter under test,
+# a docker CLI) also names the root in its command line and must survive an engine stop.
+ENGINE_PROGRAMS = frozenset(
+    {
+        "dockerd",
+        "containerd",
+        "containerd-shim",
+        "containerd-shim-runc-v2",
+        "runc",
+        "docker-init",
+        "docker-proxy",
+        "podman",
+        "conmon",
+        "catatonit",
+    }
+)
+
+
 def _pids_referencing(root: Path) -> list[int]:
-    """PIDs whose command line mentions ``root`` (dockerd, its containerd and shims)."""
+    """Engine PIDs whose command line mentions ``root`` (dockerd, its containerd and shims)."""
     needle = str(root.resolve()).encode()
     pids: list[int] = []
     me = os.getpid()
@@ -253,7 +271,8 @@ def _pids_referencing(root: Path) -> list[int]:
             cmdline = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if needle in cmdline:
+        program = os.path.basename(cmdline.split(b"\0", 1)[0].decode(errors="replace"))
+        if needle in cmdline and program in ENGINE_PROGRAMS:
             pids.append(int(entry.name))
     return pids
 

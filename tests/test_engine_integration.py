@@ -1,0 +1,363 @@
+"""The real exporter process against the real dockerd (and Podman) started by the suite.
+
+Every figure is checked against what the docker CLI itself reports for the same engine.
+Read-only checks share the session engine; tests that change the engine's state (remove,
+prune, restart) get an engine of their own, which starts in about a second.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections import Counter
+from collections.abc import Iterator
+
+import docker
+import pytest
+
+from tests.conftest import need, series, value
+from tests.harness import scenario as sc
+from tests.harness.dockerd import Engine, start_engine
+from tests.humanize import human_size
+
+pytestmark = pytest.mark.integration
+FAST = ("--collect.interval", "1s", "--collect.timeout", "900ms")
+LABELS = ("--collect.container-labels", "com.docker.compose.project,weird")
+PROXY_CA = {
+    "REQUESTS_CA_BUNDLE": "/etc/ssl/certs/ca-certificates.crt",
+    "CURL_CA_BUNDLE": "/etc/ssl/certs/ca-certificates.crt",
+}
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+    env.update(PROXY_CA)  # as on this machine and many users': they must not replace the CA
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def fresh_engine() -> Iterator[Engine]:
+    from tests.harness.dockerd import dockerd_available
+
+    need(dockerd_available())
+    eng = start_engine()
+    try:
+        yield eng
+    finally:
+        eng.close()
+
+
+def cli_lines(engine: Engine, *args: str) -> list[str]:
+    return [ln for ln in engine.cli(*args).stdout.splitlines() if ln.strip()]
+
+
+def test_unix_socket_inventory_matches_the_cli(engine, scenario, run_exporter):
+    exp = run_exporter("--docker.host", engine.unix_url, *FAST, *LABELS, env=clean_env())
+    s = exp.wait_for(lambda s: value(s, "docker_up") == 1.0)
+
+    ids = set(cli_lines(engine, "images", "-q", "--no-trunc"))
+    assert value(s, "docker_images") == len(ids) == 9
+    dangling = set(cli_lines(engine, "images", "-q", "--no-trunc", "-f", "dangling=true"))
+    assert value(s, "docker_images_dangling") == len(dangling) == 2
+
+    ps = [
+        json.loads(x) for x in cli_lines(engine, "ps", "-a", "--no-trunc", "--format", "{{json .}}")
+    ]
+    states = Counter(p["State"] for p in ps)
+    for state in ("created", "restarting", "running", "removing", "paused", "exited", "dead"):
+        assert value(s, "docker_containers", state=state) == states.get(state, 0), state
+    for p in ps:
+        name = p["Names"]
+        assert value(s, "docker_container_state", name=name, state=p["State"]) == 1.0
+        code = re.match(r"Exited \((\d+)\)", p["Status"])
+        assert value(s, "docker_container_exit_code", name=name) == (
+            float(code.group(1)) if code else None
+        )
+        health = re.search(r"\((healthy|unhealthy|health: starting)\)", p["Status"])
+        labels = [x for x in series(s, "docker_container_health_status") if x["name"] == name]
+        assert [x["status"] for x in labels] == ([health.group(1)] if health else [])
+        info = [x for x in series(s, "docker_container_info") if x["name"] == name]
+        assert len(info) == 1 and info[0]["container_id"] == p["ID"][:12]
+        assert info[0]["image"] == p["Image"]
+
+    # docker images: every tag, and unused = no container of any state
+    tags = cli_lines(engine, "images", "--no-trunc", "--format", "{{.Repository}} {{.Tag}} {{.ID}}")
+    want = {(t.split()[2][7:19], t.split()[0], t.split()[1]) for t in tags if "<none>" not in t}
+    got = {(x["image_id"], x["repository"], x["tag"]) for x in series(s, "docker_image_tag_info")}
+    assert got == want
+    by_id = {
+        i: sum(
+            1 for p in ps if engine.cli("inspect", "-f", "{{.Image}}", p["ID"]).stdout.strip() == i
+        )
+        for i in ids
+    }
+    assert value(s, "docker_images_unused") == sum(1 for n in by_id.values() if n == 0) == 6
+    app = scenario.app_image[7:19]
+    assert value(s, "docker_image_containers", image_id=app, name="inv-alias:v1") == 6.0
+    assert value(s, "docker_container_image_outdated", name=sc.OUTDATED) == 1.0
+    assert value(s, "docker_container_image_outdated", name=sc.RUNNING) == 0.0
+    assert value(s, "docker_container_health_status", name=sc.UNHEALTHY, status="unhealthy") == 1
+    # the label with a quote, a backslash, a newline and non-ASCII came through intact
+    assert (
+        value(
+            s,
+            "docker_container_labels",
+            name=sc.RUNNING,
+            label_com_docker_compose_project="demo",
+            label_weird=sc.WEIRD_LABEL,
+        )
+        == 1.0
+    )
+
+    promtool = shutil.which("promtool")
+    need(None if promtool else "promtool is not installed")
+    result = subprocess.run(
+        [promtool or "", "check", "metrics"],
+        input=exp.metrics_text(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+def test_mutual_tls_from_environment_with_proxy_ca_variables_set(engine, scenario, run_exporter):
+    env = clean_env(
+        DOCKER_HOST=engine.tcp_url, DOCKER_TLS_VERIFY="1", DOCKER_CERT_PATH=str(engine.certs)
+    )
+    exp = run_exporter(*FAST, env=env)
+    s = exp.wait_for(lambda s: value(s, "docker_up") == 1.0)
+    assert value(s, "docker_images") == 9
+    assert "without server verification" not in exp.log()
+
+
+def test_mutual_tls_by_flags(engine, scenario, run_exporter):
+    c = engine.certs
+    exp = run_exporter(
+        "--docker.host",
+        engine.tcp_url,
+        "--docker.tls-ca",
+        str(c / "ca.pem"),
+        "--docker.tls-cert",
+        str(c / "cert.pem"),
+        "--docker.tls-key",
+        str(c / "key.pem"),
+        *FAST,
+        env=clean_env(),
+    )
+    exp.wait_for(lambda s: value(s, "docker_up") == 1.0)
+
+
+def test_client_cert_without_verification_warns(engine, scenario, run_exporter):
+    c = engine.certs
+    exp = run_exporter(
+        "--docker.host",
+        engine.tcp_url,
+        "--docker.tls-cert",
+        str(c / "cert.pem"),
+        "--docker.tls-key",
+        str(c / "key.pem"),
+        "--no-docker.tls-verify",
+        *FAST,
+        env=clean_env(),
+    )
+    exp.wait_for(lambda s: value(s, "docker_up") == 1.0)
+    assert exp.log().count("TLS without server verification") == 1
+
+
+def failing_log(exp, needle: str) -> str:
+    exp.wait_for(
+        lambda s: value(s, "docker_exporter_collection_errors_total", job="inventory") >= 2.0
+    )  # type: ignore[operator]
+    log = exp.log()
+    assert "Traceback" not in log
+    lines = [ln for ln in log.splitlines() if "inventory job:" in ln]
+    assert len(lines) == 1, log  # once per cause, not once per cycle
+    assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def test_no_client_certificate_fails_clearly(engine, scenario, run_exporter):
+    exp = run_exporter(
+        "--docker.host",
+        engine.tcp_url,
+        "--docker.tls-ca",
+        str(engine.certs / "ca.pem"),
+        *FAST,
+        env=clean_env(),
+    )
+    s = exp.samples()
+    assert value(s, "docker_up") == 0.0
+    failing_log(exp, "GET /version: TLS handshake failed")
+
+
+def test_wrong_ca_fails_clearly(engine, scenario, run_exporter):
+    env = clean_env(
+        DOCKER_HOST=engine.tcp_url, DOCKER_TLS_VERIFY="1", DOCKER_CERT_PATH=str(engine.wrong_ca)
+    )
+    exp = run_exporter(*FAST, env=env)
+    assert value(exp.samples(), "docker_up") == 0.0
+    failing_log(exp, "GET /version: TLS verification failed: unable to get local issuer")
+
+
+def test_removed_objects_vanish_and_engine_restart_recovers(fresh_engine, run_exporter):
+    eng = fresh_engine
+    ctx = eng.root / "tiny"
+    sc.write_context(ctx, 'FROM scratch\nCOPY busybox /bin/busybox\nCMD ["/bin/busybox"]\n')
+    shutil.copy(sc.BUSYBOX, ctx / "busybox")
+    eng.cli("build", "-q", "-t", "gone:1", str(ctx), env={"DOCKER_BUILDKIT": "0"})
+    eng.cli("create", "--name", "ephemeral", "gone:1")
+    exp = run_exporter("--docker.host", eng.unix_url, *FAST, env=clean_env())
+    s = exp.wait_for(lambda s: value(s, "docker_containers", state="created") == 1.0)
+    assert value(s, "docker_container_state", name="ephemeral", state="created") == 1.0
+    assert [x["tag"] for x in series(s, "docker_image_tag_info")] == ["1"]
+
+    eng.cli("rm", "ephemeral")
+    eng.cli("rmi", "gone:1")
+    s = exp.wait_for(lambda s: value(s, "docker_images") == 0.0)
+    assert not [k for k in s if k[0].startswith(("docker_container_", "docker_image_"))]
+    assert value(s, "docker_containers", state="created") == 0.0
+
+    eng.stop()
+    s = exp.wait_for(lambda s: value(s, "docker_up") == 0.0)
+    assert value(s, "docker_images") is None  # dropped, not served stale
+    assert exp.proc.poll() is None
+    eng.start()
+    exp.wait_for(lambda s: value(s, "docker_up") == 1.0)
+    log = exp.log()
+    assert log.count("inventory job: GET") == 1, log
+    assert "inventory job: recovered" in log and "Traceback" not in log
+
+
+def test_podman_compatible_api(run_exporter):
+    from tests.harness.podman import build_podman_scenario, podman_available, start_podman
+
+    need(podman_available())
+    pod = start_podman()
+    try:
+        build_podman_scenario(pod)
+        exp = run_exporter("--docker.host", pod.unix_url, *FAST, env=clean_env())
+        s = exp.wait_for(lambda s: value(s, "docker_up") == 1.0)
+        info = series(s, "docker_engine_info")
+        assert len(info) == 1 and info[0]["product"] == "Podman Engine"
+        ps = json.loads(pod.cli("ps", "-a", "--format", "json").stdout)
+        states = Counter(c["State"] for c in ps)
+        assert value(s, "docker_containers", state="running") == states["running"] == 3
+        assert value(s, "docker_containers", state="exited") == states["exited"] == 2
+        ids = set(pod.cli("images", "-q", "--no-trunc").stdout.split())
+        assert value(s, "docker_images") == len(ids) == 5
+        assert value(s, "docker_container_exit_code", name="inv-exited3") == 3.0
+    finally:
+        pod.close()
+
+
+# --- disk usage: the exporter's figures equal `docker system df` -----------------------------
+
+
+def df_rows(engine: Engine) -> dict[str, dict[str, str]]:
+    rows = [json.loads(x) for x in cli_lines(engine, "system", "df", "--format", "{{json .}}")]
+    return {r["Type"]: r for r in rows}
+
+
+def test_disk_usage_equals_docker_system_df(engine, scenario, run_exporter):
+    exp = run_exporter(
+        "--docker.host",
+        engine.unix_url,
+        *FAST,
+        "--collect.disk-usage-interval",
+        "2s",
+        "--collect.container-sizes-interval",
+        "2s",
+        env=clean_env(),
+    )
+    s = exp.wait_for(
+        lambda s: (
+            value(s, "docker_exporter_collection_success", job="disk_usage") == 1.0
+            and value(s, "docker_exporter_collection_success", job="container_sizes") == 1.0
+        )
+    )
+    rows = df_rows(engine)
+    for resource, row in (
+        ("images", "Images"),
+        ("containers", "Containers"),
+        ("volumes", "Local Volumes"),
+        ("build_cache", "Build Cache"),
+    ):
+        r = rows[row]
+        assert value(s, "docker_disk_usage_objects", resource=resource) == int(r["TotalCount"])
+        assert value(s, "docker_disk_usage_active_objects", resource=resource) == int(r["Active"])
+        size = value(s, "docker_disk_usage_bytes", resource=resource)
+        reclaim = value(s, "docker_disk_reclaimable_bytes", resource=resource)
+        assert size is not None and reclaim is not None
+        assert human_size(size) == r["Size"], resource
+        assert human_size(reclaim) == r["Reclaimable"].split(" (")[0], resource
+    assert value(s, "docker_disk_usage_objects", resource="build_cache") == (
+        6 if scenario.build_cache else 0
+    )
+
+    verbose = engine.cli("system", "df", "-v").stdout
+    table = verbose.split("Images space usage:")[1].split("Containers space usage:")[0]
+    for line in [ln for ln in table.strip().splitlines()[1:] if ln.strip()]:
+        parts = re.split(r"\s{2,}", line.strip())
+        image_id, shared, unique = parts[2], parts[5], parts[6]
+        key = [x for x in series(s, "docker_image_unique_size_bytes") if x["image_id"] == image_id]
+        assert len(key) == 1, image_id
+        got_unique = value(s, "docker_image_unique_size_bytes", **key[0])
+        got_shared = value(s, "docker_image_shared_size_bytes", **key[0])
+        assert (human_size(got_shared or 0), human_size(got_unique or 0)) == (shared, unique)
+
+    sizes = [json.loads(x) for x in cli_lines(engine, "ps", "-a", "-s", "--format", "{{json .}}")]
+    for p in sizes:  # "30.7kB (virtual 2.12MB)"
+        rw, virtual = re.match(r"(\S+) \(virtual (\S+)\)", p["Size"]).groups()  # type: ignore[union-attr]
+        got_rw = value(s, "docker_container_rw_size_bytes", name=p["Names"])
+        got_virtual = value(s, "docker_container_rootfs_size_bytes", name=p["Names"])
+        assert human_size(got_rw or 0, 3) == rw
+        assert got_virtual is not None and human_size(got_virtual, 3) == virtual
+
+
+def layers_size(engine: Engine) -> int:
+    client = docker.APIClient(base_url=engine.unix_url, version="1.41")
+    try:
+        return int(client.df()["LayersSize"])
+    finally:
+        client.close()
+
+
+def test_prune_frees_at_least_the_reported_unique_bytes(fresh_engine, run_exporter):
+    eng = fresh_engine
+    scen = sc.build_scenario(eng, buildkit=False)
+    exp = run_exporter(
+        "--docker.host", eng.unix_url, *FAST, "--collect.disk-usage-interval", "1s", env=clean_env()
+    )
+
+    def fresh_df(after: float):
+        return exp.wait_for(
+            lambda s: (
+                (value(s, "docker_exporter_last_success_timestamp_seconds", job="disk_usage") or 0)
+                > after
+            )
+        )
+
+    s = fresh_df(0)
+    dangling = value(s, "docker_images_dangling_unique_bytes")
+    # the untagged first build of inv-app:2; inv-outdated's untagged image is used, so kept
+    assert dangling == sc.APP2_OLD_BLOB
+    before = layers_size(eng)
+    eng.cli("image", "prune", "-f")
+    freed = before - layers_size(eng)
+    assert freed >= dangling, (freed, dangling)
+
+    t = value(exp.samples(), "docker_exporter_last_success_timestamp_seconds", job="disk_usage")
+    s = fresh_df(t or 0)
+    assert value(s, "docker_images_dangling_unique_bytes") == 0.0
+    unused = value(s, "docker_images_unused_unique_bytes")
+    before = layers_size(eng)
+    eng.cli("image", "prune", "-af")
+    freed = before - layers_size(eng)
+    assert unused is not None and unused > 0
+    assert freed >= unused, (freed, unused)
+    assert scen.unused_image not in eng.cli("images", "-q", "--no-trunc").stdout
