@@ -277,7 +277,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("shutting down")
     scheduler.shutdown(wait=False)
     server.shutdown()
-    return 0
+    # A job may still wait on a slow engine request (up to its timeout); its pool thread
+    # would hold the interpreter's exit. Nothing it could still publish matters now.
+    logging.shutdown()
+    os._exit(0)
 
 
 def run() -> NoReturn:

@@ -47,7 +47,9 @@ DISK_RESOURCES = ("images", "containers", "volumes", "build_cache")
 IMAGE_KEY = ("image_id", "name")
 
 # --- the engine and the exporter -------------------------------------------------------------
-UP = _g("docker_up", (), "1 when the last inventory collection from the engine succeeded.", "")
+UP = _g(
+    "docker_up", (), "1 when the last inventory collection from the engine succeeded.", INVENTORY
+)
 ENGINE_INFO = _g(
     "docker_engine_info",
     ("version", "api_version", "os", "arch", "kernel_version", "product"),

@@ -164,17 +164,24 @@ def run_exporter(tmp_path: Path) -> Iterator[object]:
         exp.stop()
 
 
+def _real_engine() -> Iterator[object]:
+    from tests.harness.dockerd import dockerd_available, engine_context
+
+    need(dockerd_available())
+    with engine_context() as eng:
+        yield eng
+
+
 @pytest.fixture(scope="session")
 def engine() -> Iterator[object]:
     """The real dockerd, with unix socket and mutual-TLS TCP, started for this session."""
-    from tests.harness.dockerd import dockerd_available, start_engine
+    yield from _real_engine()
 
-    need(dockerd_available())
-    eng = start_engine()
-    try:
-        yield eng
-    finally:
-        eng.close()
+
+@pytest.fixture
+def fresh_engine() -> Iterator[object]:
+    """A real dockerd of the test's own, for tests that change the engine's state."""
+    yield from _real_engine()
 
 
 @pytest.fixture(scope="session")

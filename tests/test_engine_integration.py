@@ -13,14 +13,13 @@ import re
 import shutil
 import subprocess
 from collections import Counter
-from collections.abc import Iterator
 
 import docker
 import pytest
 
 from tests.conftest import need, series, value
 from tests.harness import scenario as sc
-from tests.harness.dockerd import Engine, start_engine
+from tests.harness.dockerd import Engine
 from tests.humanize import human_size
 
 pytestmark = pytest.mark.integration
@@ -37,18 +36,6 @@ def clean_env(**extra: str) -> dict[str, str]:
     env.update(PROXY_CA)  # as on this machine and many users': they must not replace the CA
     env.update(extra)
     return env
-
-
-@pytest.fixture
-def fresh_engine() -> Iterator[Engine]:
-    from tests.harness.dockerd import dockerd_available
-
-    need(dockerd_available())
-    eng = start_engine()
-    try:
-        yield eng
-    finally:
-        eng.close()
 
 
 def cli_lines(engine: Engine, *args: str) -> list[str]:

@@ -89,3 +89,30 @@ def test_garbage_and_outage_never_stop_the_exporter(fake, run_exporter):
         log.count("inventory job: GET /containers/json: the engine's answer is not valid JSON") == 1
     )
     assert "inventory job: recovered" in log
+
+
+def test_a_run_due_while_the_previous_is_going_is_skipped(fake, run_exporter):
+    fake.delays["/system/df"] = 30.0
+    exp = run_exporter(
+        "--docker.host", fake.url, "--collect.interval", "1s", "--collect.timeout", "500ms",
+        "--collect.disk-usage-interval", "1s", "--collect.disk-usage-timeout", "20s",
+    )  # fmt: skip
+    s = exp.wait_for(
+        lambda s: (value(s, "docker_exporter_collection_skipped_total", job="disk_usage") or 0)
+        >= 2
+    )
+    assert value(s, "docker_exporter_collection_skipped_total", job="inventory") == 0.0
+    assert value(s, "docker_exporter_collection_success", job="inventory") == 1.0
+    assert value(s, "docker_exporter_collection_errors_total", job="disk_usage") == 0.0
+    assert fake.count("/system/df") == 1  # one run in flight, never a second
+    assert exp.log().count("disk_usage job: a run was skipped") == 1
+
+
+def test_sigterm_exits_at_once_even_with_a_request_in_flight(fake, run_exporter):
+    fake.delays["/system/df"] = 30.0
+    exp = run_exporter("--docker.host", fake.url, "--collect.disk-usage-timeout", "25s")
+    exp.wait_for(lambda s: fake.count("/system/df") == 1)
+    started = time.monotonic()
+    assert exp.stop() == 0
+    assert time.monotonic() - started < 3
+    assert exp.log().rstrip().endswith("shutting down")
