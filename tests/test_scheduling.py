@@ -98,8 +98,7 @@ def test_a_run_due_while_the_previous_is_going_is_skipped(fake, run_exporter):
         "--collect.disk-usage-interval", "1s", "--collect.disk-usage-timeout", "20s",
     )  # fmt: skip
     s = exp.wait_for(
-        lambda s: (value(s, "docker_exporter_collection_skipped_total", job="disk_usage") or 0)
-        >= 2
+        lambda s: (value(s, "docker_exporter_collection_skipped_total", job="disk_usage") or 0) >= 2
     )
     assert value(s, "docker_exporter_collection_skipped_total", job="inventory") == 0.0
     assert value(s, "docker_exporter_collection_success", job="inventory") == 1.0
