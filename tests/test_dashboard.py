@@ -1,0 +1,489 @@
+"""Static checks of the Grafana dashboard and its provisioning files.
+
+The PromQL tokenizer here extracts the metric names and the label matchers of every vector
+selector, so a metric the exporter does not expose (a typo, a rename in exporter/metrics.py)
+or a query that ignores the $job/$instance variables fails the suite. test_rules.py uses it
+for the alert expressions too.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from exporter.metrics import ALL
+
+ROOT = Path(__file__).resolve().parent.parent
+DASHBOARD = ROOT / "grafana" / "dashboards" / "docker-inventory.json"
+DATASOURCES = ROOT / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
+PROVIDERS = ROOT / "grafana" / "provisioning" / "dashboards" / "docker-inventory.yml"
+
+DS_VARIABLE_UIDS = {"${datasource}", "$datasource"}
+PANEL_TYPES = {"row", "stat", "timeseries", "table", "bargauge"}
+FILTER = {("job", "=~", "$job"), ("instance", "=~", "$instance")}
+
+# What prometheus_client's ProcessCollector exposes (the exporter registers it).
+PROCESS_METRICS = frozenset(
+    {
+        "process_cpu_seconds_total",
+        "process_open_fds",
+        "process_max_fds",
+        "process_virtual_memory_bytes",
+        "process_resident_memory_bytes",
+        "process_start_time_seconds",
+    }
+)
+
+
+def exporter_metric_names() -> frozenset[str]:
+    """Sample names the exporter exposes: every MetricSpec (counters end in _total) + process_*."""
+    return frozenset(spec.name for spec in ALL) | PROCESS_METRICS
+
+
+# --------------------------------------------------------------------------- PromQL tokens
+
+AGGREGATIONS = frozenset(
+    {
+        "sum", "min", "max", "avg", "group", "stddev", "stdvar", "count", "count_values",
+        "bottomk", "topk", "quantile", "limitk", "limit_ratio",
+    }
+)  # fmt: skip
+FUNCTIONS = frozenset(
+    {
+        "abs", "absent", "absent_over_time", "acos", "acosh", "asin", "asinh", "atan", "atanh",
+        "avg_over_time", "ceil", "changes", "clamp", "clamp_max", "clamp_min", "cos", "cosh",
+        "count_over_time", "day_of_month", "day_of_week", "day_of_year", "days_in_month", "deg",
+        "delta", "deriv", "double_exponential_smoothing", "exp", "floor", "histogram_avg",
+        "histogram_count", "histogram_fraction", "histogram_quantile", "histogram_stddev",
+        "histogram_stdvar", "histogram_sum", "holt_winters", "hour", "idelta", "increase",
+        "info", "irate", "label_join", "label_replace", "last_over_time", "ln", "log10", "log2",
+        "mad_over_time", "max_over_time", "min_over_time", "minute", "month", "pi",
+        "predict_linear", "present_over_time", "quantile_over_time", "rad", "rate", "resets",
+        "round", "scalar", "sgn", "sin", "sinh", "sort", "sort_by_label", "sort_by_label_desc",
+        "sort_desc", "sqrt", "stddev_over_time", "stdvar_over_time", "sum_over_time", "tan",
+        "tanh", "time", "timestamp", "vector", "year",
+        "start", "end",  # the @ modifier's start() and end()
+    }
+)  # fmt: skip
+GROUPING = frozenset({"by", "without", "on", "ignoring", "group_left", "group_right"})
+KEYWORDS = frozenset({"and", "or", "unless", "offset", "bool", "atan2", "inf", "nan"})
+
+_TOKEN = re.compile(
+    r"""
+    (?P<ws>\s+|\#[^\n]*)
+    |(?P<string>"(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*'|`[^`]*`)
+    |(?P<var>\$\{[^}]*\}|\$\w+|\[\[\w+\]\])
+    |(?P<duration>(?:\d+(?:ms|[smhdwy]))+(?![\w.]))
+    |(?P<number>0[xX][0-9a-fA-F]+|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
+    |(?P<ident>[A-Za-z_][A-Za-z0-9_:]*)
+    |(?P<op>=~|!~|!=|==|<=|>=|[-+*/%^<>=(){}\[\],@:])
+    """,
+    re.VERBOSE,
+)
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: str
+    text: str
+
+
+def tokenize(expr: str) -> list[Token]:
+    """PromQL (with Grafana $variables) to tokens, whitespace and comments dropped."""
+    tokens: list[Token] = []
+    pos = 0
+    while pos < len(expr):
+        m = _TOKEN.match(expr, pos)
+        if m is None:
+            raise ValueError(f"cannot tokenize {expr[pos : pos + 20]!r} in {expr!r}")
+        kind = m.lastgroup or ""
+        if kind != "ws":
+            tokens.append(Token(kind, m.group()))
+        pos = m.end()
+    return tokens
+
+
+def _unquote(text: str) -> str:
+    if text.startswith("`"):
+        return text[1:-1]
+    return re.sub(r"\\(.)", r"\1", text[1:-1])
+
+
+@dataclass
+class Selector:
+    name: str | None
+    matchers: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+def _matchers(tokens: list[Token], i: int, expr: str) -> tuple[list[tuple[str, str, str]], int]:
+    """Parse `{label op "value", ...}` starting at the `{` at i; return (matchers, next i)."""
+    assert tokens[i].text == "{"
+    out: list[tuple[str, str, str]] = []
+    i += 1
+    while tokens[i].text != "}":
+        label, op, value = tokens[i], tokens[i + 1], tokens[i + 2]
+        if label.kind not in ("ident", "string") or op.text not in ("=", "!=", "=~", "!~"):
+            raise ValueError(f"bad label matcher at {label.text!r} in {expr!r}")
+        if value.kind != "string":
+            raise ValueError(f"label value is not a string at {value.text!r} in {expr!r}")
+        name = _unquote(label.text) if label.kind == "string" else label.text
+        out.append((name, op.text, _unquote(value.text)))
+        i += 3
+        if tokens[i].text == ",":
+            i += 1
+    return out, i + 1
+
+
+def selectors(expr: str) -> list[Selector]:
+    """Every vector selector in expr, with its metric name (None for `{...}` only) and matchers.
+
+    Identifiers are label names inside braces and in by/without/on/ignoring/group_left/
+    group_right lists; function or aggregation names before `(`; keywords; anything else is a
+    metric name. An unknown identifier followed by `(` raises: no function typo slips through.
+    """
+    tokens = tokenize(expr)
+    found: list[Selector] = []
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        nxt = tokens[i + 1].text if i + 1 < len(tokens) else ""
+        if tok.kind == "op" and tok.text == "{":
+            matchers, i = _matchers(tokens, i, expr)
+            found.append(Selector(None, matchers))
+            continue
+        if tok.kind != "ident":
+            i += 1
+            continue
+        word = tok.text
+        if word.lower() in GROUPING:
+            i += 1
+            if nxt == "(":  # label list
+                i += 1
+                while tokens[i].text != ")":
+                    if tokens[i].kind != "ident" and tokens[i].text != ",":
+                        raise ValueError(f"bad label list near {tokens[i].text!r} in {expr!r}")
+                    i += 1
+                i += 1
+            continue
+        if word.lower() in KEYWORDS:
+            i += 1
+            continue
+        if word in AGGREGATIONS and nxt in ("(", "by", "without"):
+            i += 1
+            continue
+        if nxt == "(":
+            if word in FUNCTIONS:
+                i += 1
+                continue
+            raise ValueError(f"unknown PromQL function {word!r} in {expr!r}")
+        selector = Selector(word)
+        i += 1
+        if nxt == "{":
+            selector.matchers, i = _matchers(tokens, i, expr)
+        found.append(selector)
+    return found
+
+
+def metric_names(expr: str) -> set[str]:
+    """Metric names an expression reads; a selector without a plain name raises."""
+    names: set[str] = set()
+    for sel in selectors(expr):
+        name = sel.name
+        if name is None:
+            eq = [v for (label, op, v) in sel.matchers if label == "__name__" and op == "="]
+            if not eq:
+                raise ValueError(f"selector without a metric name in {expr!r}")
+            name = eq[0]
+        names.add(name)
+    return names
+
+
+def test_tokenizer_finds_metrics_not_labels_functions_or_keywords():
+    expr = (
+        'sum by (instance, name) (rate(foo_total{job=~"$job",name="a{b}\\"c"}[$__rate_interval]'
+        " offset 5m))\n/ on(instance) group_left(version) bar_info # a comment with baz_metric\n"
+        '+ count_values without (x) ("exit_code", qux != 0) * 1e9 + 0x1F - Inf + 1024^3'
+        ' and label_replace(quux{a="1"}, "problem", "p", "", "") > bool 3 unless absent(up)'
+        " or time() - ts_seconds @ end() > 30 * 86400 or predict_linear(d[6h], 24 * 3600)"
+        " or max_over_time(z[1h30m:5m])"
+    )
+    assert metric_names(expr) == {
+        "foo_total", "bar_info", "qux", "quux", "up", "ts_seconds", "d", "z"
+    }  # fmt: skip
+    first = selectors(expr)[0]
+    assert first.name == "foo_total"
+    assert first.matchers == [("job", "=~", "$job"), ("name", "=", 'a{b}"c')]
+
+
+def test_tokenizer_rejects_unknown_functions_and_nameless_selectors():
+    with pytest.raises(ValueError, match="unknown PromQL function"):
+        metric_names("sumx(foo)")
+    with pytest.raises(ValueError, match="without a metric name"):
+        metric_names('{__name__=~"docker_.*"}')
+    assert metric_names('{__name__="docker_up", job="x"}') == {"docker_up"}
+
+
+def test_a_renamed_metric_is_caught():
+    known = exporter_metric_names()
+    assert metric_names('sum(docker_images{job=~"$job"})') <= known
+    assert metric_names('sum(docker_image{job=~"$job"})') - known == {"docker_image"}
+
+
+# --------------------------------------------------------------------------- the dashboard
+
+
+@pytest.fixture(scope="module")
+def dashboard() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(DASHBOARD.read_text())
+    return data
+
+
+def all_panels(dash: dict[str, Any]) -> list[dict[str, Any]]:
+    """Top-level panels plus those nested in collapsed rows."""
+    out: list[dict[str, Any]] = []
+    for panel in dash["panels"]:
+        out.append(panel)
+        out.extend(panel.get("panels", []))
+    return out
+
+
+def targets(dash: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    return [(p, t) for p in all_panels(dash) for t in p.get("targets", [])]
+
+
+def test_dashboard_identity(dashboard):
+    assert dashboard["uid"] == "docker-inventory"
+    assert dashboard["title"]
+    assert dashboard.get("id") is None  # imports and provisioning assign their own
+    assert 36 <= dashboard["schemaVersion"] <= 41
+    assert "__inputs" not in dashboard  # no import-time datasource prompt: $datasource instead
+
+
+def test_panel_ids_are_unique(dashboard):
+    ids = [p["id"] for p in all_panels(dashboard)]
+    assert all(isinstance(i, int) for i in ids)
+    assert len(ids) == len(set(ids))
+
+
+def test_grid_positions_do_not_overlap(dashboard):
+    boxes = []
+    for panel in dashboard["panels"]:
+        g = panel["gridPos"]
+        assert g["w"] > 0 and g["h"] > 0 and g["x"] >= 0 and g["y"] >= 0, panel["title"]
+        assert g["x"] + g["w"] <= 24, panel["title"]
+        boxes.append((panel["title"], g["x"], g["y"], g["w"], g["h"]))
+    for i, (ta, xa, ya, wa, ha) in enumerate(boxes):
+        for tb, xb, yb, wb, hb in boxes[i + 1 :]:
+            overlap = xa < xb + wb and xb < xa + wa and ya < yb + hb and yb < ya + ha
+            assert not overlap, f"{ta!r} overlaps {tb!r}"
+
+
+def test_panel_types_are_current(dashboard):
+    for panel in all_panels(dashboard):
+        assert panel["type"] in PANEL_TYPES, f"{panel['title']}: {panel['type']}"
+        assert panel["type"] not in ("graph", "singlestat", "table-old")
+
+
+def test_panels_have_descriptions_and_queries(dashboard):
+    for panel in all_panels(dashboard):
+        if panel["type"] == "row":
+            assert not panel.get("targets")
+            continue
+        assert panel.get("description", "").strip(), f"{panel['title']} has no description"
+        assert panel.get("targets"), f"{panel['title']} has no query"
+        refs = [t["refId"] for t in panel["targets"]]
+        assert len(refs) == len(set(refs)), panel["title"]
+
+
+def _walk(node: Any, path: str = "") -> list[tuple[str, Any]]:
+    out = [(path, node)]
+    if isinstance(node, dict):
+        for k, v in node.items():
+            out += _walk(v, f"{path}.{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            out += _walk(v, f"{path}[{i}]")
+    return out
+
+
+def test_datasource_is_always_the_variable(dashboard):
+    for panel in all_panels(dashboard):
+        if panel["type"] == "row":
+            assert "datasource" not in panel or panel["datasource"] is None
+            continue
+        assert panel["datasource"]["uid"] in DS_VARIABLE_UIDS, panel["title"]
+        assert panel["datasource"]["type"] == "prometheus", panel["title"]
+    for panel, target in targets(dashboard):
+        assert target["datasource"]["uid"] in DS_VARIABLE_UIDS, panel["title"]
+    # anywhere in the document: every datasource reference is the variable, no fixed uid
+    for path, node in _walk(dashboard):
+        if path.endswith(".datasource") and node is not None:
+            uid = node["uid"] if isinstance(node, dict) else node
+            assert uid in DS_VARIABLE_UIDS, f"{path}: {node}"
+    assert "DS_PROMETHEUS" not in DASHBOARD.read_text()
+
+
+def test_template_variables(dashboard):
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert list(variables) == ["datasource", "job", "instance"]
+    ds = variables["datasource"]
+    assert ds["type"] == "datasource" and ds["query"] == "prometheus"
+    known = exporter_metric_names()
+    for name in ("job", "instance"):
+        var = variables[name]
+        assert var["type"] == "query"
+        assert var["datasource"]["uid"] in DS_VARIABLE_UIDS
+        assert var["multi"] is True and var["includeAll"] is True
+        assert var["allValue"] == ".+"
+        query = var["query"]["query"] if isinstance(var["query"], dict) else var["query"]
+        assert var["definition"] == query
+        m = re.fullmatch(r"label_values\((.+),\s*(\w+)\)", query)
+        assert m, query
+        assert m.group(2) == name
+        assert metric_names(m.group(1)) <= known, query
+    instance_query = variables["instance"]["definition"]
+    assert ("job", "=~", "$job") in selectors(instance_query.split("(", 1)[1])[0].matchers
+
+
+def test_every_query_is_filtered_by_job_and_instance(dashboard):
+    for panel, target in targets(dashboard):
+        found = selectors(target["expr"])
+        assert found, f"{panel['title']}: no selector in {target['expr']!r}"
+        for sel in found:
+            missing = FILTER - set(sel.matchers)
+            assert not missing, f"{panel['title']}: {sel.name} lacks {missing}"
+
+
+def test_every_metric_is_exposed_by_the_exporter(dashboard):
+    known = exporter_metric_names()
+    used: set[str] = set()
+    for panel, target in targets(dashboard):
+        names = metric_names(target["expr"])
+        assert names <= known, f"{panel['title']}: unknown {sorted(names - known)}"
+        used |= names
+    # the content the dashboard promises
+    for required in (
+        "docker_up",
+        "docker_images",
+        "docker_images_dangling",
+        "docker_images_unused",
+        "docker_disk_usage_bytes",
+        "docker_disk_reclaimable_bytes",
+        "docker_containers",
+        "docker_image_size_bytes",
+        "docker_image_unique_size_bytes",
+        "docker_image_created_timestamp_seconds",
+        "docker_image_last_used_timestamp_seconds",
+        "docker_image_containers",
+        "docker_container_state",
+        "docker_container_health_status",
+        "docker_container_info",
+        "docker_container_image_outdated",
+        "docker_container_created_timestamp_seconds",
+        "docker_container_exit_code",
+        "docker_exporter_collection_success",
+        "docker_exporter_collection_duration_seconds",
+        "docker_exporter_last_success_timestamp_seconds",
+        "docker_exporter_collection_errors_total",
+    ):
+        assert required in used, f"no panel shows {required}"
+    exprs = " ".join(t["expr"] for _, t in targets(dashboard))
+    assert "predict_linear(" in exprs
+
+
+def test_exporter_job_label_is_exported_job(dashboard):
+    """On scrape the exporter's `job` label becomes `exported_job` (no honor_labels)."""
+    for panel, target in targets(dashboard):
+        expr = target["expr"]
+        if "docker_exporter_" not in expr:
+            continue
+        assert "exported_job" in expr, panel["title"]
+        assert "exported_job" in target.get("legendFormat", "exported_job"), panel["title"]
+        for sel in selectors(expr):
+            assert all(label != "exported_job" or op == "=~" for label, op, _ in sel.matchers)
+
+
+def test_rates_use_rate_interval(dashboard):
+    for panel, target in targets(dashboard):
+        tokens = tokenize(target["expr"])
+        for i, tok in enumerate(tokens):
+            if tok.kind == "ident" and tok.text in ("rate", "irate", "increase"):
+                window = [t.text for t in tokens[i:] if t.text in ("[", "]") or t.kind == "var"]
+                assert window[:3] == ["[", "$__rate_interval", "]"], panel["title"]
+
+
+def field_unit(panel: dict[str, Any], target: dict[str, Any]) -> str | None:
+    """The unit Grafana applies to a target's values in this panel."""
+    defaults = panel["fieldConfig"]["defaults"].get("unit")
+    if panel["type"] != "table":
+        return defaults  # type: ignore[no-any-return]
+    column = "Value" if len(panel["targets"]) == 1 else f"Value #{target['refId']}"
+    for tr in panel.get("transformations", []):
+        if tr["id"] == "organize":
+            column = tr["options"].get("renameByName", {}).get(column, column)
+    for ov in panel["fieldConfig"]["overrides"]:
+        if ov["matcher"] == {"id": "byName", "options": column}:
+            for prop in ov["properties"]:
+                if prop["id"] == "unit":
+                    return prop["value"]  # type: ignore[no-any-return]
+    return defaults  # type: ignore[no-any-return]
+
+
+def test_units(dashboard):
+    for panel, target in targets(dashboard):
+        expr = target["expr"]
+        first = selectors(expr)[0].name or ""
+        unit = field_unit(panel, target)
+        where = f"{panel['title']} {target['refId']}"
+        if first.endswith("_timestamp_seconds"):
+            if re.search(r"time\(\)\s*-", expr):
+                assert unit == "s", where
+            else:  # a point in time: Grafana wants milliseconds
+                assert unit == "dateTimeFromNow", where
+                assert re.search(r"\*\s*1000\s*$", expr), where
+        elif first.endswith("_bytes") and "/" not in expr:
+            assert unit == "bytes", where
+        elif first.endswith("_seconds"):
+            assert unit == "s", where
+
+
+def test_tables_use_instant_table_queries(dashboard):
+    for panel, target in targets(dashboard):
+        if panel["type"] == "table":
+            assert target.get("format") == "table" and target.get("instant") is True, panel["title"]
+            excluded = set()
+            for tr in panel.get("transformations", []):
+                if tr["id"] == "organize":
+                    excluded = {k for k, v in tr["options"]["excludeByName"].items() if v}
+            assert "Time" in excluded, panel["title"]
+            # merged frames keep their labels: a __name__ column would break the merge
+            assert re.match(r"^\s*(max|sum|min|count|label_replace|topk)\b", target["expr"])
+
+
+# --------------------------------------------------------------------------- provisioning
+
+
+def test_datasource_provisioning():
+    doc = yaml.safe_load(DATASOURCES.read_text())
+    assert doc["apiVersion"] == 1
+    (ds,) = doc["datasources"]
+    assert ds["type"] == "prometheus"
+    assert ds["url"] == "http://prometheus:9090"
+    assert ds["access"] == "proxy"
+    assert ds["uid"] and ds["name"]
+
+
+def test_dashboard_provisioning():
+    doc = yaml.safe_load(PROVIDERS.read_text())
+    assert doc["apiVersion"] == 1
+    (provider,) = doc["providers"]
+    assert provider["type"] == "file"
+    assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
+    # the dashboard file lives where the compose file mounts that path from
+    assert DASHBOARD.parent.name == "dashboards" and DASHBOARD.parent.parent.name == "grafana"
