@@ -1,4 +1,4 @@
-"""The compose demo, the fleet files in deploy/ and the README's docs on them, checked without an engine.
+"""The compose demo, the fleet files in deploy/ and their README docs, checked without an engine.
 
 * every compose/stack file validates with Debian's docker-compose (``config``); the Swarm
   stack is also held to what ``docker stack deploy`` accepts (a key check here, plus
