@@ -481,22 +481,11 @@ def _start_offline_engine() -> Engine:
 
     Swarm pulls a task's image by tag before every start unless the daemon runs with
     DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 (what moby's own integration tests set). The
-    harness scrubs DOCKER_* from the daemon's environment, so it is added around start-up.
+    harness scrubs DOCKER_* from the daemon's environment, so it is passed explicitly.
     """
     from tests.harness import dockerd
 
-    original = dockerd.clean_env
-
-    def with_offline(extra: Any = None) -> dict[str, str]:
-        env = original(extra)
-        env[OFFLINE_ENV] = "1"
-        return env
-
-    dockerd.clean_env = with_offline
-    try:
-        private = dockerd.start_engine()
-    finally:
-        dockerd.clean_env = original
+    private = dockerd.start_engine(daemon_env={OFFLINE_ENV: "1"})
     pid = private.pidfile.read_text().strip()
     environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     if f"{OFFLINE_ENV}=1".encode() not in environ:

@@ -405,6 +405,7 @@ class Engine:
     tcp_port: int
     certs: Path
     wrong_ca: Path
+    daemon_env: Mapping[str, str] = field(default_factory=dict)  # added to dockerd's env
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     # ---- layout
@@ -533,7 +534,7 @@ class Engine:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=clean_env(),
+                env=clean_env(self.daemon_env),
                 cwd=self.root,
                 start_new_session=True,
             )
@@ -628,8 +629,11 @@ def dockerd_available() -> str | None:
     return None
 
 
-def start_engine(base: Path | None = None) -> Engine:
-    """Create a temp dir (under ``base`` or /tmp), certificates, and start dockerd."""
+def start_engine(base: Path | None = None, daemon_env: Mapping[str, str] | None = None) -> Engine:
+    """Create a temp dir (under ``base`` or /tmp), certificates, and start dockerd.
+
+    ``daemon_env`` adds variables to dockerd's otherwise scrubbed environment.
+    """
     reason = dockerd_available()
     if reason is not None:
         raise RuntimeError(f"cannot start dockerd: {reason}")
@@ -641,7 +645,12 @@ def start_engine(base: Path | None = None) -> Engine:
             raise RuntimeError(f"socket path too long for AF_UNIX: {sock}")
         certs, wrong_ca = generate_certs(root / "tls")
         engine = Engine(
-            root=root, unix_socket=sock, tcp_port=free_port(), certs=certs, wrong_ca=wrong_ca
+            root=root,
+            unix_socket=sock,
+            tcp_port=free_port(),
+            certs=certs,
+            wrong_ca=wrong_ca,
+            daemon_env=dict(daemon_env or {}),
         )
         # The only setting: keep the trust key out of /etc/docker (the default place).
         engine.config_file.write_text(
