@@ -27,6 +27,17 @@ log = logging.getLogger(__name__)
 VERSION_TTL = 3600.0  # /version is re-read hourly and after every failure
 
 
+# OpenSSL alert reasons a TLS server sends when it rejects (or misses) the client certificate
+_CLIENT_CERT_REFUSED = frozenset(
+    {
+        "SSLV3_ALERT_BAD_CERTIFICATE",
+        "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
+        "TLSV13_ALERT_CERTIFICATE_REQUIRED",
+        "TLSV1_ALERT_UNKNOWN_CA",
+    }
+)
+
+
 class EngineError(Exception):
     """A failed engine request; str() is one line naming the cause."""
 
@@ -52,8 +63,16 @@ def describe(exc: BaseException, where: str, timeout: float) -> str:
         root = _root_cause(exc)
         if isinstance(root, ssl.SSLCertVerificationError):
             return f"{where}: TLS verification failed: {root.verify_message or root.reason}"
-        reason = getattr(root, "reason", None) or str(root).split(" (_ssl")[0]
-        return f"{where}: TLS handshake failed: {reason}"
+        reason = str(getattr(root, "reason", None) or root)
+        if any(code in reason for code in _CLIENT_CERT_REFUSED):
+            reason = (
+                "the engine refused the client certificate (none sent, or not one its CA signed)"
+            )
+        elif "EOF occurred" in reason or "UNEXPECTED_EOF" in reason:
+            reason = (
+                "the engine closed the connection (is the client certificate one its CA signed?)"
+            )
+        return f"{where}: TLS handshake failed: {reason.split(' (_ssl')[0]}"
     if isinstance(exc, requests.exceptions.ConnectionError):
         root = _root_cause(exc)
         if isinstance(root, OSError) and root.strerror:

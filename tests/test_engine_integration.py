@@ -179,7 +179,20 @@ def test_no_client_certificate_fails_clearly(engine, scenario, run_exporter):
     )
     s = exp.samples()
     assert value(s, "docker_up") == 0.0
-    failing_log(exp, "GET /version: TLS handshake failed")
+    failing_log(
+        exp,
+        "GET /version: TLS handshake failed: the engine refused the client certificate"
+        " (none sent, or not one its CA signed)",
+    )
+
+
+def test_client_certificate_from_another_ca_fails_clearly(engine, scenario, run_exporter):
+    w = engine.wrong_ca
+    exp = run_exporter("--docker.host", engine.tcp_url, "--docker.tls-ca",
+                       str(engine.certs / "ca.pem"), "--docker.tls-cert", str(w / "cert.pem"),
+                       "--docker.tls-key", str(w / "key.pem"), *FAST, env=clean_env())  # fmt: skip
+    assert value(exp.samples(), "docker_up") == 0.0
+    failing_log(exp, "GET /version: TLS handshake failed: the engine closed the connection")
 
 
 def test_wrong_ca_fails_clearly(engine, scenario, run_exporter):
