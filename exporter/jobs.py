@@ -21,7 +21,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from .config import Config
 from .engine import EngineClient, EngineError
 from .metrics import CONTAINER_SIZES, DISK_USAGE, INVENTORY
-from .records import EngineDataError, parse_containers, parse_disk_usage, parse_images
+from .records import EngineDataError, EngineInfo, parse_containers, parse_disk_usage, parse_images
 from .snapshot import (
     ContainerSizesSnapshot,
     DiskUsageSnapshot,
@@ -63,9 +63,13 @@ class InventoryJob(Job):
     def __init__(self, client: EngineClient, label_keys: tuple[str, ...]) -> None:
         super().__init__(client)
         self.label_keys = label_keys
+        self.engine_seen: EngineInfo | None = None  # logged when it changes (upgrades)
 
     def collect(self, now: float) -> Snapshot:
         engine = self.client.engine()
+        if engine != self.engine_seen:
+            self.engine_seen = engine
+            log.info("engine: %s %s, API %s", engine.product, engine.version, engine.api_version)
         images = parse_images(self.client.images())
         containers = parse_containers(self.client.containers())
         return build_inventory(engine, images, containers, now, self.label_keys)

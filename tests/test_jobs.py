@@ -85,8 +85,10 @@ def test_failure_logged_once_per_cause_then_recovery(fake, caplog):
         "inventory job: GET /images/json: the engine's answer is not valid JSON",
         "inventory job: /images/json answered dict, expected a list",
     ]
+    # the engine's identity once (not again after reconnecting to the same engine)
     assert [r.getMessage() for r in caplog.records if r.levelno == logging.INFO] == [
-        "inventory job: recovered"
+        "engine: Docker Engine 29.0.0, API 1.52",
+        "inventory job: recovered",
     ]
     assert state.view.jobs["inventory"].success and state.view.jobs["inventory"].errors == 4
     assert not any(r.exc_info for r in caplog.records)
