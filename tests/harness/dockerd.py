@@ -305,6 +305,13 @@ def _wait_gone(pids: Sequence[int], timeout: float) -> list[int]:
     return left
 
 
+def remove_root(root: Path) -> None:
+    """Last step of an engine's close: its leftover processes, mounts and files go."""
+    kill_processes_under(root)
+    unmount_under(root)
+    shutil.rmtree(root, ignore_errors=True)
+
+
 def kill_processes_under(root: Path, timeout: float = 5.0) -> None:
     """SIGTERM then SIGKILL every process whose command line refers to ``root``."""
     pids = _pids_referencing(root)
@@ -603,9 +610,7 @@ class Engine:
         try:
             self.stop()
         finally:
-            kill_processes_under(self.root)
-            unmount_under(self.root)
-            shutil.rmtree(self.root, ignore_errors=True)
+            remove_root(self.root)
 
     def __enter__(self) -> Engine:
         return self

@@ -28,11 +28,10 @@ from tests.harness.dockerd import (
     STOP_TIMEOUT,
     clean_env,
     kill_cgroup_members,
-    kill_processes_under,
     log_tail,
     ping_unix,
+    remove_root,
     run,
-    unmount_under,
 )
 from tests.harness.scenario import (
     APP,
@@ -210,9 +209,7 @@ class Podman:
                 self.cli("rm", "-af", "-t", "0", check=False, timeout=60)
             kill_cgroup_members(ids)
         finally:
-            kill_processes_under(self.root)
-            unmount_under(self.root)
-            shutil.rmtree(self.root, ignore_errors=True)
+            remove_root(self.root)
 
     def __enter__(self) -> Podman:
         return self
