@@ -55,8 +55,8 @@ def _root_cause(exc: BaseException) -> BaseException:
     return exc
 
 
-def describe(exc: BaseException, where: str, timeout: float) -> str:
-    """One line for a failed request to ``where``."""
+def describe(exc: BaseException, where: str, timeout: float, client_cert: bool = False) -> str:
+    """One line for a failed request to ``where``; ``client_cert``: whether one was sent."""
     if isinstance(exc, requests.exceptions.Timeout):
         return f"{where}: no answer within {timeout:g}s"
     if isinstance(exc, requests.exceptions.SSLError):
@@ -64,13 +64,14 @@ def describe(exc: BaseException, where: str, timeout: float) -> str:
         if isinstance(root, ssl.SSLCertVerificationError):
             return f"{where}: TLS verification failed: {root.verify_message or root.reason}"
         reason = str(getattr(root, "reason", None) or root)
-        if any(code in reason for code in _CLIENT_CERT_REFUSED):
+        # A refused client certificate shows as an alert or, under TLS 1.3, as often as not
+        # as a bare EOF: one cause, so one message.
+        refused = any(code in reason for code in _CLIENT_CERT_REFUSED)
+        if refused or "EOF occurred" in reason or "UNEXPECTED_EOF" in reason:
             reason = (
-                "the engine refused the client certificate (none sent, or not one its CA signed)"
-            )
-        elif "EOF occurred" in reason or "UNEXPECTED_EOF" in reason:
-            reason = (
-                "the engine closed the connection (is the client certificate one its CA signed?)"
+                "the engine refused the client certificate (not one its CA signed?)"
+                if client_cert
+                else "the engine requires a client certificate (--docker.tls-cert/-key)"
             )
         return f"{where}: TLS handshake failed: {reason.split(' (_ssl')[0]}"
     if isinstance(exc, requests.exceptions.ConnectionError):
@@ -148,7 +149,9 @@ class EngineClient:
             return response.json()
         except Exception as exc:
             self.close()
-            raise EngineError(describe(exc, f"GET {path}", timeout)) from exc
+            tls = self.config.tls
+            sent_cert = tls is not None and tls.cert is not None
+            raise EngineError(describe(exc, f"GET {path}", timeout, sent_cert)) from exc
 
     def engine(self) -> EngineInfo:
         """The engine's identity and API version, cached for VERSION_TTL."""
