@@ -23,9 +23,7 @@ from .engine import EngineClient, EngineError
 from .metrics import CONTAINER_SIZES, DISK_USAGE, INVENTORY
 from .records import EngineDataError, EngineInfo, parse_containers, parse_disk_usage, parse_images
 from .snapshot import (
-    ContainerSizesSnapshot,
-    DiskUsageSnapshot,
-    InventorySnapshot,
+    JobStatus,
     build_container_sizes,
     build_disk_usage,
     build_inventory,
@@ -46,8 +44,7 @@ DF_TYPES = {
 class Job:
     """Fetch-and-build for one job; subclasses define ``collect``."""
 
-    name: str
-    kind: type[Snapshot]
+    name: str  # also the View field its snapshot goes to
 
     def __init__(self, client: EngineClient) -> None:
         self.client = client
@@ -58,7 +55,6 @@ class Job:
 
 class InventoryJob(Job):
     name = INVENTORY
-    kind = InventorySnapshot
 
     def __init__(self, client: EngineClient, label_keys: tuple[str, ...]) -> None:
         super().__init__(client)
@@ -77,7 +73,6 @@ class InventoryJob(Job):
 
 class DiskUsageJob(Job):
     name = DISK_USAGE
-    kind = DiskUsageSnapshot
 
     def __init__(self, client: EngineClient, resources: tuple[str, ...], timeout: float) -> None:
         super().__init__(client)
@@ -92,7 +87,6 @@ class DiskUsageJob(Job):
 
 class ContainerSizesJob(Job):
     name = CONTAINER_SIZES
-    kind = ContainerSizesSnapshot
 
     def __init__(self, client: EngineClient, timeout: float) -> None:
         super().__init__(client)
@@ -121,7 +115,8 @@ class Runner:
     def __call__(self) -> None:
         started = time.monotonic()
         now = self.clock()
-        previous = self.state.view.jobs[self.job.name]
+        # Only this runner changes the job's error, and never two runs of a job at a time.
+        previous_error = self.state.view.jobs[self.job.name].error
         snapshot: Snapshot | None = None
         cause: str | None = None
         try:
@@ -130,23 +125,28 @@ class Runner:
             cause = str(exc)
         except Exception as exc:  # a bug must not stop the schedule; log it once with its trace
             cause = f"internal error: {type(exc).__name__}: {exc}"
-            if cause != previous.error:
+            if cause != previous_error:
                 log.exception("%s job: %s", self.job.name, cause)
-                previous = replace(previous, error=cause)
+                previous_error = cause
         duration = time.monotonic() - started
+        update: Callable[[JobStatus], JobStatus]
         if cause is None:
-            if previous.error is not None:
+            if previous_error is not None:
                 log.info("%s job: recovered", self.job.name)
-            status = replace(
-                previous, success=True, duration=duration, last_success=now, error=None
-            )
+
+            def update(s: JobStatus) -> JobStatus:
+                return replace(s, success=True, duration=duration, last_success=now, error=None)
+
         else:
-            if cause != previous.error:
+            if cause != previous_error:
                 log.error("%s job: %s", self.job.name, cause)
-            status = replace(
-                previous, success=False, duration=duration, errors=previous.errors + 1, error=cause
-            )
-        self.state.publish(self.job.name, status, snapshot, self.job.kind)
+
+            def update(s: JobStatus) -> JobStatus:
+                return replace(
+                    s, success=False, duration=duration, errors=s.errors + 1, error=cause
+                )
+
+        self.state.publish(self.job.name, update, snapshot)
         self.on_publish()
 
 

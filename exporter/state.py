@@ -7,11 +7,12 @@ consistent set of snapshots and job statuses.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Union
 
+from .metrics import INVENTORY
 from .snapshot import ContainerSizesSnapshot, DiskUsageSnapshot, InventorySnapshot, JobStatus
 
 Snapshot = Union[InventorySnapshot, DiskUsageSnapshot, ContainerSizesSnapshot]
@@ -26,14 +27,12 @@ class View:
     ready: bool = False  # the first inventory attempt has finished
 
 
-_FIELD = {
-    InventorySnapshot: "inventory",
-    DiskUsageSnapshot: "disk_usage",
-    ContainerSizesSnapshot: "container_sizes",
-}
+StatusUpdate = Callable[[JobStatus], JobStatus]
 
 
 class State:
+    """Each job's snapshot lives in the View field named like the job."""
+
     def __init__(self, jobs: tuple[str, ...]) -> None:
         self._lock = threading.Lock()
         self._view = View(jobs=MappingProxyType({job: JobStatus() for job in jobs}))
@@ -42,20 +41,20 @@ class State:
     def view(self) -> View:
         return self._view  # one attribute read: atomic
 
-    def publish(
-        self, job: str, status: JobStatus, snapshot: Snapshot | None, kind: type[Snapshot]
-    ) -> None:
-        """Swap in a job's new status and snapshot; None drops the job's data (no stale series)."""
+    def _swap(self, job: str, update: StatusUpdate, **changes: object) -> None:
+        # The update is applied under the lock to the job's current status, so a change
+        # made while the job ran (a skipped run counted by the scheduler) is kept.
         with self._lock:
             jobs = dict(self._view.jobs)
-            jobs[job] = status
-            changes: dict[str, object] = {"jobs": MappingProxyType(jobs), _FIELD[kind]: snapshot}
-            if job == "inventory":
-                changes["ready"] = True
-            self._view = replace(self._view, **changes)  # type: ignore[arg-type]
+            jobs[job] = update(jobs[job])
+            self._view = replace(self._view, jobs=MappingProxyType(jobs), **changes)  # type: ignore[arg-type]
+
+    def publish(self, job: str, update: StatusUpdate, snapshot: Snapshot | None) -> None:
+        """Swap in a job's snapshot and updated status; None drops the job's data."""
+        changes: dict[str, object] = {job: snapshot}
+        if job == INVENTORY:
+            changes["ready"] = True
+        self._swap(job, update, **changes)
 
     def count_skip(self, job: str) -> None:
-        with self._lock:
-            jobs = dict(self._view.jobs)
-            jobs[job] = replace(jobs[job], skipped=jobs[job].skipped + 1)
-            self._view = replace(self._view, jobs=MappingProxyType(jobs))
+        self._swap(job, lambda status: replace(status, skipped=status.skipped + 1))

@@ -8,8 +8,6 @@ from exporter.collector import DockerCollector
 from exporter.config import label_name
 from exporter.records import parse_containers, parse_disk_usage, parse_images, parse_version
 from exporter.snapshot import (
-    DiskUsageSnapshot,
-    InventorySnapshot,
     JobStatus,
     build_disk_usage,
     build_inventory,
@@ -38,7 +36,7 @@ def publish_inventory(state, images="synthetic/images-1.52.json"):
         LABELS,
     )
     ok = JobStatus(success=True, duration=0.25, last_success=NOW)
-    state.publish("inventory", ok, snap, InventorySnapshot)
+    state.publish("inventory", lambda _: ok, snap)
 
 
 def test_before_any_collection_only_exporter_series():
@@ -134,16 +132,14 @@ def test_removed_objects_vanish_and_failure_drops_per_object_series():
         reg.get_sample_value("docker_container_state", {"name": "web-1", "state": "running"}) == 1
     )
     snap = build_inventory(parse_version({}), parse_images([]), parse_containers([]), NOW + 15)
-    state.publish(
-        "inventory", JobStatus(success=True, last_success=NOW + 15), snap, InventorySnapshot
-    )
+    state.publish("inventory", lambda _: JobStatus(success=True, last_success=NOW + 15), snap)
     assert (
         reg.get_sample_value("docker_container_state", {"name": "web-1", "state": "running"})
         is None
     )
     assert reg.get_sample_value("docker_images") == 0
     failed = JobStatus(success=False, last_success=NOW + 15, errors=1, error="down")
-    state.publish("inventory", failed, None, InventorySnapshot)
+    state.publish("inventory", lambda _: failed, None)
     text = "\n".join(str(s) for f in reg.collect() for s in f.samples)
     assert reg.get_sample_value("docker_up") == 0
     assert (
@@ -177,7 +173,7 @@ def test_api_1_44_images_do_not_leak_minus_one():
 def test_disk_usage_values():
     state, reg = setup()
     snap = build_disk_usage(parse_disk_usage(load("synthetic/system_df-1.52.json")), NOW)
-    state.publish("disk_usage", JobStatus(success=True, last_success=NOW), snap, DiskUsageSnapshot)
+    state.publish("disk_usage", lambda _: JobStatus(success=True, last_success=NOW), snap)
     g = reg.get_sample_value
     # no current inventory: no per-image df series (they could name removed images)
     assert (
@@ -215,5 +211,5 @@ def test_disk_usage_values():
 def test_disk_data_does_not_fake_up():
     state, reg = setup()
     snap = build_disk_usage(parse_disk_usage(load("synthetic/system_df-1.52.json")), NOW)
-    state.publish("disk_usage", JobStatus(success=True, last_success=NOW), snap, DiskUsageSnapshot)
+    state.publish("disk_usage", lambda _: JobStatus(success=True, last_success=NOW), snap)
     assert reg.get_sample_value("docker_up") == 0

@@ -15,7 +15,7 @@ from exporter.collector import DockerCollector
 from exporter.config import label_name
 from exporter.exposition import render
 from exporter.records import parse_containers, parse_images, parse_version
-from exporter.snapshot import InventorySnapshot, JobStatus, build_inventory
+from exporter.snapshot import JobStatus, build_inventory
 from exporter.state import State
 from tests.conftest import need, parse_samples
 from tests.fixtures_util import load
@@ -34,7 +34,7 @@ def rendered_for(containers: list[dict[str, Any]], images: list[dict[str, Any]])
         1.0e9,
         KEYS,
     )
-    state.publish("inventory", JobStatus(success=True, last_success=1.0e9), snap, InventorySnapshot)
+    state.publish("inventory", lambda _: JobStatus(success=True, last_success=1.0e9), snap)
     return render(registry)
 
 

@@ -139,3 +139,20 @@ def test_disk_usage_on_old_engines_asks_for_everything(fake):
     assert fake.queries[-1] == ("/system/df", "")
     assert state.view.disk_usage is not None
     assert state.view.disk_usage.resources["volumes"].size == 800_000
+
+
+def test_skips_counted_during_a_run_survive_its_publish(fake):
+    """The scheduler counts skips exactly while a run is in flight; its publish keeps them."""
+    state = State(("inventory",))
+    job = InventoryJob(EngineClient(EngineConfig(fake.url), 2.0), ())
+    collect = job.collect
+
+    def collect_while_skipped(now: float):
+        state.count_skip("inventory")  # what the scheduler's listener does meanwhile
+        state.count_skip("inventory")
+        return collect(now)
+
+    job.collect = collect_while_skipped  # type: ignore[method-assign]
+    Runner(job, state, lambda: None)()
+    status = state.view.jobs["inventory"]
+    assert (status.success, status.skipped) == (True, 2)

@@ -11,7 +11,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from exporter.collector import DockerCollector
 from exporter.exposition import Exposition
 from exporter.records import parse_containers, parse_images, parse_version
-from exporter.snapshot import InventorySnapshot, JobStatus, build_inventory
+from exporter.snapshot import JobStatus, build_inventory
 from exporter.state import State
 from exporter.web import make_app
 from tests.conftest import parse_samples
@@ -30,9 +30,7 @@ def make(ready: bool = True):
             parse_containers(load("synthetic/containers-1.52.json")),
             1765000000.0,
         )
-        state.publish(
-            "inventory", JobStatus(success=True, last_success=1.0), snap, InventorySnapshot
-        )
+        state.publish("inventory", lambda _: JobStatus(success=True, last_success=1.0), snap)
         exposition.refresh()
     return make_app(exposition, state, "unix:///var/run/docker.sock"), exposition
 
