@@ -15,9 +15,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.conftest import exporter_command, free_port
-from tests.fake_engine import FakeEngine
-from tests.fixtures_util import load
+from tests.support.fake_engine import FakeEngine
+from tests.support.paths import load
+from tests.support.process import exporter_command, free_port
 
 
 def main(n_images: int = 2000, n_containers: int = 10000) -> None:

@@ -23,8 +23,7 @@ import docker
 from tests.harness.dockerd import dockerd_available, start_engine
 from tests.harness.podman import build_podman_scenario, podman_available, start_podman
 from tests.harness.scenario import build_scenario
-
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+from tests.support.paths import FIXTURES
 
 ENDPOINTS: Mapping[str, tuple[str, Mapping[str, str]]] = {
     "images": ("/images/json", {}),

@@ -24,61 +24,16 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.env import clean_env
+from tests.support.process import free_port, log_tail
+from tests.support.wait import wait_until
+
 DOCKERD = "/usr/sbin/dockerd"
 DOCKER_CLI = "/usr/bin/docker"  # the 20.10 client; /usr/local/bin/docker is a different one
 OPENSSL = "openssl"
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
-
-# Variables that would point a daemon or a client somewhere else (or through a proxy).
-_SCRUBBED_PREFIXES = ("DOCKER_", "CONTAINERD_", "ROOTLESSKIT_", "BUILDKIT_", "COMPOSE_")
-_SCRUBBED_NAMES = frozenset(
-    {
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "NO_PROXY",
-        "ALL_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "no_proxy",
-        "all_proxy",
-        "XDG_RUNTIME_DIR",
-    }
-)
-
-
-def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """``os.environ`` without docker/containerd/proxy settings, plus ``extra``."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(_SCRUBBED_PREFIXES) and k not in _SCRUBBED_NAMES
-    }
-    path = env.get("PATH", "")
-    for needed in ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"):
-        if needed not in path.split(":"):
-            path = f"{path}:{needed}" if path else needed
-    env["PATH"] = path
-    if extra:
-        env.update(extra)
-    return env
-
-
-def free_port() -> int:
-    """A currently free TCP port on 127.0.0.1."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def log_tail(path: Path, lines: int = 40) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError as exc:
-        return f"<no log at {path}: {exc}>"
-    return "\n".join(text.splitlines()[-lines:])
 
 
 def run(
@@ -297,12 +252,10 @@ def _alive(pid: int) -> bool:
 
 
 def _wait_gone(pids: Sequence[int], timeout: float) -> list[int]:
-    deadline = time.monotonic() + timeout
-    left = [p for p in pids if _alive(p)]
-    while left and time.monotonic() < deadline:
-        time.sleep(0.05)
-        left = [p for p in left if _alive(p)]
-    return left
+    """The pids still alive after up to ``timeout`` seconds."""
+    with contextlib.suppress(AssertionError):
+        wait_until(lambda: not any(_alive(p) for p in pids), timeout, interval=0.05)
+    return [p for p in pids if _alive(p)]
 
 
 def remove_root(root: Path) -> None:
@@ -545,21 +498,18 @@ class Engine:
                 cwd=self.root,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            code = self._proc.poll()
-            if code is not None:
-                raise RuntimeError(
-                    f"dockerd exited with {code} during startup; log tail:\n{self.log_tail()}"
-                )
-            if ping_unix(self.unix_socket):
-                return
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(
-            f"dockerd did not answer /_ping on {self.unix_socket} within {timeout:.0f}s; "
-            f"log tail:\n{self.log_tail()}"
-        )
+        proc = self._proc
+        try:
+            wait_until(
+                lambda: ping_unix(self.unix_socket),
+                timeout,
+                what=f"dockerd answering /_ping on {self.unix_socket}",
+                alive=lambda: proc.poll() is None,
+                diagnostics=lambda: f"exit status {proc.poll()}; log tail:\n{self.log_tail()}",
+            )
+        except AssertionError:
+            self.stop()
+            raise
 
     def _daemon_pid(self) -> int | None:
         if self._proc is not None and self._proc.poll() is None:

@@ -26,9 +26,7 @@ from pathlib import Path
 from tests.harness.dockerd import (
     START_TIMEOUT,
     STOP_TIMEOUT,
-    clean_env,
     kill_cgroup_members,
-    log_tail,
     ping_unix,
     remove_root,
     run,
@@ -54,6 +52,9 @@ from tests.harness.scenario import (
     blob,
     write_context,
 )
+from tests.support.env import clean_env
+from tests.support.process import log_tail
+from tests.support.wait import wait_until
 
 PODMAN = "/usr/bin/podman"
 ULIMITS = ("--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024")
@@ -172,18 +173,18 @@ class Podman:
                 cwd=self.root,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            code = self._proc.poll()
-            if code is not None:
-                raise RuntimeError(f"podman service exited with {code}; log:\n{self.log_tail()}")
-            if ping_unix(self.unix_socket):
-                return
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(
-            f"podman service did not answer /_ping within {timeout:.0f}s; log:\n{self.log_tail()}"
-        )
+        proc = self._proc
+        try:
+            wait_until(
+                lambda: ping_unix(self.unix_socket),
+                timeout,
+                what="podman service answering /_ping",
+                alive=lambda: proc.poll() is None,
+                diagnostics=lambda: f"exit status {proc.poll()}; log:\n{self.log_tail()}",
+            )
+        except AssertionError:
+            self.stop()
+            raise
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """Stop the API service (containers keep running: they belong to conmon)."""

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.harness.dockerd import Engine
+from tests.support.wait import wait_until
 
 BUSYBOX = Path("/bin/busybox")
 
@@ -193,26 +194,20 @@ def container_state(engine: Engine, name: str) -> dict[str, object]:
 
 
 def wait_health(engine: Engine, name: str, status: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        health = container_state(engine, name).get("Health")
-        last = health.get("Status") if isinstance(health, dict) else None
-        if last == status:
-            return
-        time.sleep(0.2)
-    raise RuntimeError(f"{name}: health is {last!r}, not {status!r} after {timeout:.0f}s")
+    def health() -> object:
+        found = container_state(engine, name).get("Health")
+        return found.get("Status") if isinstance(found, dict) else None
+
+    wait_until(lambda: health() == status, timeout, what=f"{name}: health {status!r}",
+               interval=0.2, diagnostics=lambda: f"health is {health()!r}")  # fmt: skip
 
 
 def wait_status(engine: Engine, name: str, status: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        last = container_state(engine, name).get("Status")
-        if last == status:
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"{name}: status is {last!r}, not {status!r} after {timeout:.0f}s")
+    def current() -> object:
+        return container_state(engine, name).get("Status")
+
+    wait_until(lambda: current() == status, timeout, what=f"{name}: status {status!r}",
+               diagnostics=lambda: f"status is {current()!r}")  # fmt: skip
 
 
 def remove_container(engine: Engine, name: str) -> None:

@@ -13,33 +13,28 @@ every "for" is 0s and the thresholds that need days or piles of images are lower
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import subprocess
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
 from exporter.metrics import CONTAINER_STATES
-from tests.conftest import free_port, need, value
 from tests.harness import scenario as sc
+from tests.support.env import clean_env
+from tests.support.paths import REPO
+from tests.support.process import ExporterProcess
+from tests.support.prometheus import Prometheus
+from tests.support.promql import value
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parent.parent
-DASHBOARD = ROOT / "grafana" / "dashboards" / "docker-inventory.json"
-ALERTS = ROOT / "prometheus" / "alerts.yml"
-EXAMPLE_CONFIG = ROOT / "prometheus" / "prometheus.yml"
-PROMETHEUS = "/usr/bin/prometheus"
+DASHBOARD = REPO / "grafana" / "dashboards" / "docker-inventory.json"
+ALERTS = REPO / "prometheus" / "alerts.yml"
+EXAMPLE_CONFIG = REPO / "prometheus" / "prometheus.yml"
 SCRAPE_JOB = "docker-inventory"
 
 # Grafana's variables as the dashboard sees them with "All" selected.
@@ -140,83 +135,25 @@ def alerts_test_copy() -> dict[str, Any]:
     return doc
 
 
-# --------------------------------------------------------------------------- Prometheus
-
-
-@dataclass
-class Prometheus:
-    proc: subprocess.Popen[bytes]
-    port: int
-    log_path: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-6000:]
-
-    def get(self, path: str, **params: str) -> Any:
-        query = urllib.parse.urlencode(params)
-        url = f"{self.url}{path}" + (f"?{query}" if query else "")
-        try:
-            with urllib.request.urlopen(url, timeout=10) as resp:
-                return json.loads(resp.read())
-        except urllib.error.HTTPError as err:  # 400/422 carry a JSON error body
-            return json.loads(err.read())
-
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        answer = self.get("/api/v1/query", query=expr)
-        assert answer["status"] == "success", f"{expr!r}: {answer}"
-        result: list[dict[str, Any]] = answer["data"]["result"]
-        return result
-
-    def wait(self, what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
-        deadline = time.monotonic() + timeout
-        last: Any = None
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"prometheus exited {self.proc.returncode}:\n{self.log()}")
-            last = check()
-            if last:
-                return last
-            time.sleep(0.5)
-        raise AssertionError(f"timed out waiting for {what}; last: {last}\n{self.log()}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+# --------------------------------------------------------------------------- the stack
 
 
 @dataclass
 class Stack:
     prometheus: Prometheus
-    exporter: Any
+    exporter: ExporterProcess
     instance: str
 
 
-def exporter_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
-
-
 @pytest.fixture
-def stack(engine, scenario, run_exporter, tmp_path) -> Iterator[Stack]:
-    if not os.access(PROMETHEUS, os.X_OK) and shutil.which("prometheus") is None:
-        need(f"{PROMETHEUS} not installed (Debian package prometheus)")
-    binary = PROMETHEUS if os.access(PROMETHEUS, os.X_OK) else str(shutil.which("prometheus"))
-
+def stack(engine, scenario, run_exporter, run_prometheus, tmp_path) -> Stack:
     exp = run_exporter(
         "--docker.host", engine.unix_url,
         "--collect.interval", "1s",
         "--collect.timeout", "900ms",
         "--collect.disk-usage-interval", "2s",
         "--collect.container-sizes-interval", "2s",  # the container table's writable layer
-        env=exporter_env(),
+        env=clean_env(),
     )  # fmt: skip
     # every job has data before Prometheus' first scrape
     exp.wait_for(
@@ -233,43 +170,14 @@ def stack(engine, scenario, run_exporter, tmp_path) -> Iterator[Stack]:
     (tmp_path / "prometheus.yml").write_text(
         yaml.safe_dump(prometheus_config(exp.port, "alerts-test.yml"), sort_keys=False)
     )
-    port = free_port()
-    log_path = tmp_path / "prometheus.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={tmp_path / 'prometheus.yml'}",
-                f"--storage.tsdb.path={tmp_path / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=tmp_path,
-        )
-    prom = Prometheus(proc, port, log_path)
-    try:
-
-        def ready() -> bool:
-            try:
-                with urllib.request.urlopen(f"{prom.url}/-/ready", timeout=2) as resp:
-                    return bool(resp.status == 200)
-            except OSError:
-                return False
-
-        prom.wait("Prometheus to be ready", ready, timeout=60)
-        instance = f"127.0.0.1:{exp.port}"
-        # a few scrapes of every job's data (rate() and predict_linear() need two samples)
-        prom.wait(
-            "four scrapes with disk usage",
-            lambda: prom.query(
-                'count_over_time(docker_disk_usage_bytes{resource="images"}[1m]) >= 4'
-            ),
-        )
-        yield Stack(prom, exp, instance)
-    finally:
-        prom.stop()
+    prom = run_prometheus(tmp_path / "prometheus.yml")
+    prom.wait_ready()
+    # a few scrapes of every job's data (rate() and predict_linear() need two samples)
+    prom.wait(
+        "four scrapes with disk usage",
+        lambda: prom.query('count_over_time(docker_disk_usage_bytes{resource="images"}[1m]) >= 4'),
+    )
+    return Stack(prom, exp, f"127.0.0.1:{exp.port}")
 
 
 # --------------------------------------------------------------------------- the tests

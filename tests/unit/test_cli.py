@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -10,12 +9,12 @@ import sys
 import pytest
 
 from exporter.cli import parse_config
-from tests.conftest import exporter_command
+from tests.support.env import clean_env
+from tests.support.process import exporter_command
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
-    full.update(env or {})
+    full = clean_env(env)
     return subprocess.run(
         [*exporter_command(), *args], capture_output=True, text=True, env=full, timeout=30
     )

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry
-
-from exporter.collector import DockerCollector
-from exporter.config import label_name
 from exporter.records import parse_containers, parse_disk_usage, parse_images, parse_version
 from exporter.snapshot import (
     JobStatus,
@@ -13,30 +9,23 @@ from exporter.snapshot import (
     build_inventory,
 )
 from exporter.state import State
-from tests.fixtures_util import load
-
-NOW = 1765000000.0
-LABELS = ("com.docker.compose.project", "com.docker.compose.service")
+from tests.support.inventory import (
+    NOW,
+    SYNTHETIC,
+    exporter_registry,
+    publish,
+    synthetic_inventory,
+)
+from tests.support.paths import load
 
 
 def setup(per_image=True, per_container=True):
     state = State(("inventory", "disk_usage"))
-    registry = CollectorRegistry(auto_describe=False)
-    names = tuple(label_name(k) for k in LABELS)
-    registry.register(DockerCollector(state, per_image, per_container, names))
-    return state, registry
+    return state, exporter_registry(state, per_image=per_image, per_container=per_container)
 
 
-def publish_inventory(state, images="synthetic/images-1.52.json"):
-    snap = build_inventory(
-        parse_version(load("synthetic/version-1.52.json")),
-        parse_images(load(images)),
-        parse_containers(load("synthetic/containers-1.52.json")),
-        NOW,
-        LABELS,
-    )
-    ok = JobStatus(success=True, duration=0.25, last_success=NOW)
-    state.publish("inventory", lambda _: ok, snap)
+def publish_inventory(state, images=SYNTHETIC["images"]):
+    publish(state, "inventory", synthetic_inventory(images=images))
 
 
 def test_before_any_collection_only_exporter_series():

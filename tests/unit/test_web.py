@@ -5,32 +5,20 @@ from __future__ import annotations
 import gzip
 from typing import Any
 
-from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
 
-from exporter.collector import DockerCollector
 from exporter.exposition import Exposition
-from exporter.records import parse_containers, parse_images, parse_version
-from exporter.snapshot import JobStatus, build_inventory
 from exporter.state import State
 from exporter.web import make_app
-from tests.conftest import parse_samples
-from tests.fixtures_util import load
+from tests.support.inventory import exporter_registry, publish, synthetic_inventory
+from tests.support.promql import parse_samples
 
 
 def make(ready: bool = True):
     state = State(("inventory",))
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(DockerCollector(state))
-    exposition = Exposition(registry)
+    exposition = Exposition(exporter_registry(state, labels=()))
     if ready:
-        snap = build_inventory(
-            parse_version(load("synthetic/version-1.52.json")),
-            parse_images(load("synthetic/images-1.52.json")),
-            parse_containers(load("synthetic/containers-1.52.json")),
-            1765000000.0,
-        )
-        state.publish("inventory", lambda _: JobStatus(success=True, last_success=1.0), snap)
+        publish(state, "inventory", synthetic_inventory(labels=()))
         exposition.refresh()
     return make_app(exposition, state, "unix:///var/run/docker.sock"), exposition
 

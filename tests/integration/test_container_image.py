@@ -23,8 +23,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +30,6 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import free_port, need, parse_samples, value
 from tests.harness.baseimage import (
     BaseImage,
     base_image_unavailable,
@@ -40,13 +37,18 @@ from tests.harness.baseimage import (
     import_base_image,
 )
 from tests.harness.dockerd import Engine
+from tests.support.env import need
+from tests.support.paths import REPO
+from tests.support.process import free_port, http_get
+from tests.support.prometheus import RunPrometheus
+from tests.support.promql import parse_samples, value
+from tests.support.wait import wait_until
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO / "Dockerfile"
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 VERSION: str = PYPROJECT["project"]["version"]
@@ -323,23 +325,12 @@ def _docker(engine: Engine) -> list[str]:
 
 
 def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode()
+    status, body, _ = http_get(url)
+    return status, body.decode()
 
 
 def _wait(what: str, check: Any, timeout: float, logs: Any) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError):
-            last = check()
-            if last:
-                return last
-        time.sleep(0.25)
-    raise AssertionError(f"{what} not within {timeout:.0f}s (last: {last!r}); logs:\n{logs()}")
+    return wait_until(check, timeout, what=what, interval=0.25, diagnostics=logs)
 
 
 def test_container_reports_the_engine(built: Built) -> None:
@@ -587,17 +578,11 @@ def test_demo_compose_exporter_service_runs(deploy_engine: Engine) -> None:
 
 
 def test_swarm_stack_global_exporter_and_task_discovery(
-    built: Built, deploy_engine: Engine, tmp_path: Path
+    built: Built, deploy_engine: Engine, tmp_path: Path, run_prometheus: RunPrometheus
 ) -> None:
     """deploy/swarm: `docker stack deploy` it on a one-node swarm; the global exporter runs
     (primary group = the socket's gid) and the stack's Prometheus config, run by the
     Debian Prometheus against this engine, finds the task and names it after the node."""
-    prometheus_bin = shutil.which("prometheus")
-    if prometheus_bin is None:
-        need("prometheus (Debian package prometheus) not installed")
-        return
-    if not (REPO / "prometheus" / "alerts.yml").exists():
-        pytest.skip("prometheus/alerts.yml (a swarm config of the stack) not written yet")
     engine = deploy_engine
     gid = str(engine.unix_socket.stat().st_gid)
     engine.cli("swarm", "init", "--advertise-addr", "127.0.0.1",
@@ -647,26 +632,9 @@ def test_swarm_stack_global_exporter_and_task_discovery(
     )
     (tmp_path / "prometheus.yml").write_text(config)
     shutil.copy2(REPO / "prometheus" / "alerts.yml", tmp_path / "alerts.yml")
-    port = free_port()
-    log_path = tmp_path / "prometheus.log"
-    with open(log_path, "w") as log:
-        prom = subprocess.Popen(
-            [prometheus_bin, f"--config.file={tmp_path / 'prometheus.yml'}",
-             f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-
-        def discovered() -> list[dict[str, Any]]:
-            url = f"http://127.0.0.1:{port}/api/v1/targets"
-            with urllib.request.urlopen(url, timeout=2) as response:
-                targets: list[dict[str, Any]] = json.load(response)["data"]["activeTargets"]
-            return targets
-
-        targets = _wait("a discovered target", discovered, 30, log_path.read_text)
-    finally:
-        prom.terminate()
-        prom.wait(15)
+    prom = run_prometheus(tmp_path / "prometheus.yml")
+    targets = prom.wait("a discovered target", prom.active_targets, timeout=30)
+    prom.stop()
     hostname = engine.cli("info", "--format", "{{.Name}}").stdout.strip()
     (target,) = targets
     assert target["labels"]["instance"] == hostname

@@ -12,8 +12,8 @@ from exporter.engine import EngineClient
 from exporter.jobs import DiskUsageJob, InventoryJob, Runner
 from exporter.metrics import DISK_RESOURCES
 from exporter.state import State
-from tests.fake_engine import FakeEngine
-from tests.fixtures_util import load
+from tests.support.fake_engine import FakeEngine
+from tests.support.paths import load
 
 
 def answers(n_containers: int = 4) -> dict[str, object]:

@@ -1,41 +1,22 @@
-"""The rendered exposition: escaping anything a container carries, and promtool's lint."""
+"""The rendered exposition: escaping anything a container carries, in both formats."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
 
-from exporter.collector import DockerCollector
-from exporter.config import label_name
-from exporter.exposition import render
-from exporter.records import parse_containers, parse_images, parse_version
-from exporter.snapshot import JobStatus, build_inventory
-from exporter.state import State
-from tests.conftest import need, parse_samples
-from tests.fixtures_util import load
+from exporter.exposition import Rendered
+from tests.support.inventory import inventory_from, rendered
+from tests.support.promql import parse_samples
 
 KEYS = ("com.docker.compose.project", "weird")
 
 
-def rendered_for(containers: list[dict[str, Any]], images: list[dict[str, Any]]):
-    state = State(("inventory",))
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(DockerCollector(state, label_names=tuple(label_name(k) for k in KEYS)))
-    snap = build_inventory(
-        parse_version(load("synthetic/version-1.52.json")),
-        parse_images(images),
-        parse_containers(containers),
-        1.0e9,
-        KEYS,
-    )
-    state.publish("inventory", lambda _: JobStatus(success=True, last_success=1.0e9), snap)
-    return render(registry)
+def rendered_for(containers: list[dict[str, Any]], images: list[dict[str, Any]]) -> Rendered:
+    return rendered(inventory_from(images, containers, now=1.0e9, labels=KEYS), labels=KEYS)
 
 
 hostile = st.text(st.characters(exclude_categories=["Cs"]), max_size=30)
@@ -91,14 +72,3 @@ def test_quotes_backslashes_newlines_are_escaped_on_the_wire():
     ]
     text = rendered_for(containers, []).text.decode()
     assert 'label_weird="say \\"hi\\" \\\\ back\\nslash é"' in text
-
-
-def test_promtool_finds_nothing_to_complain_about():
-    promtool = shutil.which("promtool") or ""
-    need(None if promtool else "promtool (Debian's prometheus package) is not installed")
-    out = rendered_for(load("synthetic/containers-1.52.json"), load("synthetic/images-1.52.json"))
-    result = subprocess.run(
-        [promtool, "check", "metrics"], input=out.text, capture_output=True, timeout=30
-    )
-    assert result.returncode == 0, result.stderr.decode() + result.stdout.decode()
-    assert result.stdout.decode().strip() == "" and result.stderr.decode().strip() == ""

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from tests.conftest import value
-from tests.fake_engine import FakeEngine
-from tests.fixtures_util import load
+from tests.support.fake_engine import FakeEngine
+from tests.support.paths import load
+from tests.support.promql import value
 
 
 @pytest.fixture

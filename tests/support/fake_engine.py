@@ -11,7 +11,6 @@ import contextlib
 import json
 import re
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -83,12 +82,3 @@ class FakeEngine:
         self.release.set()
         self.server.shutdown()
         self.server.server_close()
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"not true within {timeout}s")

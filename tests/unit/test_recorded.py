@@ -11,23 +11,18 @@ import re
 
 import pytest
 
-from exporter.records import parse_containers, parse_disk_usage, parse_images, parse_version
-from exporter.snapshot import build_disk_usage, build_inventory
-from tests.fixtures_util import FIXTURES, load
-from tests.humanize import human_size
+from exporter.records import parse_disk_usage
+from exporter.snapshot import build_disk_usage
+from tests.support.humanize import human_size
+from tests.support.inventory import recorded_inventory
+from tests.support.paths import FIXTURES, load
 
 NOW = 2.0e9
 KEYS = ("com.docker.compose.project", "weird")
 
 
 def inventory(engine: str):
-    return build_inventory(
-        parse_version(load(f"{engine}/version.json")),
-        parse_images(load(f"{engine}/images.json")),
-        parse_containers(load(f"{engine}/containers.json")),
-        NOW,
-        KEYS,
-    )
+    return recorded_inventory(engine, now=NOW, labels=KEYS)
 
 
 def test_docker_inventory():

@@ -1,50 +1,29 @@
 """The alerting rules and the example Prometheus configuration.
 
-promtool validates prometheus/alerts.yml and prometheus/prometheus.yml and runs the rule
-unit tests in tests/rules/*.yml; the checks below hold every alert to the conventions
-(monitoring-mixin style) and make sure each one has unit tests where it fires and where it
-must not.
+These checks hold every alert to the conventions (monitoring-mixin style) and make sure each
+one has unit tests where it fires and where it must not. promtool itself runs them in
+tests/integration/test_promtool.py.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.conftest import need
-from tests.test_dashboard import exporter_metric_names, metric_names
+from tests.support.paths import REPO
+from tests.support.promql import exporter_metric_names, metric_names
 
-ROOT = Path(__file__).resolve().parent.parent
-ALERTS = ROOT / "prometheus" / "alerts.yml"
-PROMETHEUS_CONFIG = ROOT / "prometheus" / "prometheus.yml"
-RULE_TESTS = sorted((ROOT / "tests" / "rules").glob("*.yml"))
-PROMTOOL_PATHS = ("/usr/bin/promtool",)
+ALERTS = REPO / "prometheus" / "alerts.yml"
+PROMETHEUS_CONFIG = REPO / "prometheus" / "prometheus.yml"
+RULE_TESTS = sorted((REPO / "tests" / "rules").glob("*.yml"))
 
 SEVERITIES = {"critical", "warning", "info"}
 ALERT_NAME = re.compile(r"^Docker(?:[A-Z][a-z0-9]*)+$")
 DURATION = re.compile(r"^(?:\d+(?:ms|[smhdwy]))+$")
-
-
-def promtool() -> str:
-    exe = shutil.which("promtool") or next((p for p in PROMTOOL_PATHS if Path(p).exists()), None)
-    if exe is None:
-        need("promtool not installed (Debian package prometheus)")
-    assert exe is not None
-    return exe
-
-
-def run_promtool(*args: str) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [promtool(), *args], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
-    )
-    assert proc.returncode == 0, f"promtool {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
-    return proc
 
 
 def alert_rules() -> list[dict[str, Any]]:
@@ -54,24 +33,6 @@ def alert_rules() -> list[dict[str, Any]]:
 
 def rule_tests() -> list[tuple[Path, dict[str, Any]]]:
     return [(path, yaml.safe_load(path.read_text())) for path in RULE_TESTS]
-
-
-# --------------------------------------------------------------------------- promtool
-
-
-def test_promtool_check_rules():
-    out = run_promtool("check", "rules", str(ALERTS.relative_to(ROOT)))
-    assert f"SUCCESS: {len(alert_rules())} rules found" in out.stdout
-
-
-def test_promtool_check_config():
-    run_promtool("check", "config", str(PROMETHEUS_CONFIG.relative_to(ROOT)))
-
-
-def test_promtool_rule_unit_tests():
-    assert RULE_TESTS, "no tests/rules/*.yml"
-    out = run_promtool("test", "rules", *(str(p.relative_to(ROOT)) for p in RULE_TESTS))
-    assert "FAILED" not in out.stdout + out.stderr
 
 
 # --------------------------------------------------------------------------- conventions

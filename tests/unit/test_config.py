@@ -16,7 +16,7 @@ from exporter.config import (
     parse_resources,
     resolve_engine,
 )
-from tests.certs import make_cert_dir
+from tests.support.certs import make_cert_dir
 
 
 @pytest.fixture(scope="module")

@@ -8,19 +8,19 @@ prune, restart) get an engine of their own, which starts in about a second.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
 from collections import Counter
 
 import docker
 import pytest
 
-from tests.conftest import need, series, value
 from tests.harness import scenario as sc
 from tests.harness.dockerd import Engine
-from tests.humanize import human_size
+from tests.support.env import clean_env, need
+from tests.support.humanize import human_size
+from tests.support.prometheus import run_promtool
+from tests.support.promql import series, value
 
 pytestmark = pytest.mark.integration
 FAST = ("--collect.interval", "1s", "--collect.timeout", "900ms")
@@ -31,11 +31,10 @@ PROXY_CA = {
 }
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
-    env.update(PROXY_CA)  # as on this machine and many users': they must not replace the CA
-    env.update(extra)
-    return env
+def exporter_env(**extra: str) -> dict[str, str]:
+    """A clean environment with the proxy CA variables set, as on this machine and many
+    users': they must not replace the engine's CA."""
+    return clean_env({**PROXY_CA, **extra})
 
 
 def cli_lines(engine: Engine, *args: str) -> list[str]:
@@ -43,7 +42,7 @@ def cli_lines(engine: Engine, *args: str) -> list[str]:
 
 
 def test_unix_socket_inventory_matches_the_cli(engine, scenario, run_exporter):
-    exp = run_exporter("--docker.host", engine.unix_url, *FAST, *LABELS, env=clean_env())
+    exp = run_exporter("--docker.host", engine.unix_url, *FAST, *LABELS, env=exporter_env())
     s = exp.wait_for(lambda s: value(s, "docker_up") == 1.0)
 
     ids = set(cli_lines(engine, "images", "-q", "--no-trunc"))
@@ -100,20 +99,12 @@ def test_unix_socket_inventory_matches_the_cli(engine, scenario, run_exporter):
         == 1.0
     )
 
-    promtool = shutil.which("promtool")
-    need(None if promtool else "promtool is not installed")
-    result = subprocess.run(
-        [promtool or "", "check", "metrics"],
-        input=exp.metrics_text(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+    result = run_promtool("check", "metrics", input=exp.metrics_text().encode())
+    assert (result.returncode, result.stdout + result.stderr) == (0, b"")
 
 
 def test_mutual_tls_from_environment_with_proxy_ca_variables_set(engine, scenario, run_exporter):
-    env = clean_env(
+    env = exporter_env(
         DOCKER_HOST=engine.tcp_url, DOCKER_TLS_VERIFY="1", DOCKER_CERT_PATH=str(engine.certs)
     )
     exp = run_exporter(*FAST, env=env)
@@ -134,7 +125,7 @@ def test_mutual_tls_by_flags(engine, scenario, run_exporter):
         "--docker.tls-key",
         str(c / "key.pem"),
         *FAST,
-        env=clean_env(),
+        env=exporter_env(),
     )
     exp.wait_for(lambda s: value(s, "docker_up") == 1.0)
 
@@ -150,7 +141,7 @@ def test_client_cert_without_verification_warns(engine, scenario, run_exporter):
         str(c / "key.pem"),
         "--no-docker.tls-verify",
         *FAST,
-        env=clean_env(),
+        env=exporter_env(),
     )
     exp.wait_for(lambda s: value(s, "docker_up") == 1.0)
     assert exp.log().count("TLS without server verification") == 1
@@ -175,7 +166,7 @@ def test_no_client_certificate_fails_clearly(engine, scenario, run_exporter):
         "--docker.tls-ca",
         str(engine.certs / "ca.pem"),
         *FAST,
-        env=clean_env(),
+        env=exporter_env(),
     )
     s = exp.samples()
     assert value(s, "docker_up") == 0.0
@@ -190,7 +181,8 @@ def test_client_certificate_from_another_ca_fails_clearly(engine, scenario, run_
     w = engine.wrong_ca
     exp = run_exporter("--docker.host", engine.tcp_url, "--docker.tls-ca",
                        str(engine.certs / "ca.pem"), "--docker.tls-cert", str(w / "cert.pem"),
-                       "--docker.tls-key", str(w / "key.pem"), *FAST, env=clean_env())  # fmt: skip
+                       "--docker.tls-key", str(w / "key.pem"), *FAST,
+                       env=exporter_env())  # fmt: skip
     assert value(exp.samples(), "docker_up") == 0.0
     failing_log(
         exp,
@@ -200,7 +192,7 @@ def test_client_certificate_from_another_ca_fails_clearly(engine, scenario, run_
 
 
 def test_wrong_ca_fails_clearly(engine, scenario, run_exporter):
-    env = clean_env(
+    env = exporter_env(
         DOCKER_HOST=engine.tcp_url, DOCKER_TLS_VERIFY="1", DOCKER_CERT_PATH=str(engine.wrong_ca)
     )
     exp = run_exporter(*FAST, env=env)
@@ -215,7 +207,7 @@ def test_removed_objects_vanish_and_engine_restart_recovers(fresh_engine, run_ex
     shutil.copy(sc.BUSYBOX, ctx / "busybox")
     eng.cli("build", "-q", "-t", "gone:1", str(ctx), env={"DOCKER_BUILDKIT": "0"})
     eng.cli("create", "--name", "ephemeral", "gone:1")
-    exp = run_exporter("--docker.host", eng.unix_url, *FAST, env=clean_env())
+    exp = run_exporter("--docker.host", eng.unix_url, *FAST, env=exporter_env())
     s = exp.wait_for(lambda s: value(s, "docker_containers", state="created") == 1.0)
     assert value(s, "docker_container_state", name="ephemeral", state="created") == 1.0
     assert [x["tag"] for x in series(s, "docker_image_tag_info")] == ["1"]
@@ -244,7 +236,7 @@ def test_podman_compatible_api(run_exporter):
     pod = start_podman()
     try:
         build_podman_scenario(pod)
-        exp = run_exporter("--docker.host", pod.unix_url, *FAST, env=clean_env())
+        exp = run_exporter("--docker.host", pod.unix_url, *FAST, env=exporter_env())
         s = exp.wait_for(lambda s: value(s, "docker_up") == 1.0)
         info = series(s, "docker_engine_info")
         assert len(info) == 1 and info[0]["product"] == "Podman Engine"
@@ -276,7 +268,7 @@ def test_disk_usage_equals_docker_system_df(engine, scenario, run_exporter):
         "2s",
         "--collect.container-sizes-interval",
         "2s",
-        env=clean_env(),
+        env=exporter_env(),
     )
     s = exp.wait_for(
         lambda s: (
@@ -335,7 +327,12 @@ def test_prune_frees_at_least_the_reported_unique_bytes(fresh_engine, run_export
     eng = fresh_engine
     scen = sc.build_scenario(eng, buildkit=False)
     exp = run_exporter(
-        "--docker.host", eng.unix_url, *FAST, "--collect.disk-usage-interval", "1s", env=clean_env()
+        "--docker.host",
+        eng.unix_url,
+        *FAST,
+        "--collect.disk-usage-interval",
+        "1s",
+        env=exporter_env(),
     )
 
     def fresh_df(after: float):

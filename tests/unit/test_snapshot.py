@@ -11,24 +11,12 @@ from exporter.snapshot import (
     short_id,
     split_tag,
 )
-from tests.fixtures_util import load
-
-NOW = 1765000000.0
-LABELS = ("com.docker.compose.project", "com.docker.compose.service")
+from tests.support.inventory import NOW
+from tests.support.paths import load
 
 
-def inventory():
-    return build_inventory(
-        parse_version(load("synthetic/version-1.52.json")),
-        parse_images(load("synthetic/images-1.52.json")),
-        parse_containers(load("synthetic/containers-1.52.json")),
-        NOW,
-        LABELS,
-    )
-
-
-def test_totals_count_ids_dangling_and_unused_from_the_container_list():
-    snap = inventory()
+def test_totals_count_ids_dangling_and_unused_from_the_container_list(synthetic_inventory):
+    snap = synthetic_inventory
     assert snap.images_total == 4
     assert snap.images_dangling == 2
     # Containers says 2 for the app image; the list has 3 users, and 0 for cccc/dddd.
@@ -41,8 +29,8 @@ def test_totals_count_ids_dangling_and_unused_from_the_container_list():
     }
 
 
-def test_all_seven_states_present_with_zeros():
-    assert dict(inventory().containers_by_state) == {
+def test_all_seven_states_present_with_zeros(synthetic_inventory):
+    assert dict(synthetic_inventory.containers_by_state) == {
         "created": 1,
         "restarting": 1,
         "running": 1,
@@ -53,8 +41,8 @@ def test_all_seven_states_present_with_zeros():
     }
 
 
-def test_image_names_tags_and_last_used():
-    images = {i.image_id: i for i in inventory().images}
+def test_image_names_tags_and_last_used(synthetic_inventory):
+    images = {i.image_id: i for i in synthetic_inventory.images}
     app = images["aaaa1111bbbb"]
     assert app.name == "registry.example/app:2"
     assert app.tags == (("registry.example/app", "2"), ("registry.example/app", "latest"))
@@ -65,8 +53,8 @@ def test_image_names_tags_and_last_used():
     assert images["dddd4444eeee"].dangling is False
 
 
-def test_container_facts_health_exit_outdated_labels():
-    c = {x.name: x for x in inventory().containers}
+def test_container_facts_health_exit_outdated_labels(synthetic_inventory):
+    c = {x.name: x for x in synthetic_inventory.containers}
     assert (c["web-1"].health, c["web-1"].image_outdated, c["web-1"].labels) == (
         "healthy",
         False,

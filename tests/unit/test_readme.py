@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from exporter.cli import build_parser
 from exporter.metrics import ALL
+from tests.support.paths import REPO
 
-README = (Path(__file__).parent.parent / "README.md").read_text()
+README = (REPO / "README.md").read_text()
 
 
 def metric_rows() -> dict[str, list[str]]:

@@ -13,7 +13,7 @@ from exporter.records import (
     parse_images,
     parse_version,
 )
-from tests.fixtures_util import load
+from tests.support.paths import load
 
 
 def test_minus_one_sentinels_and_missing_fields_become_none():

@@ -1,0 +1,105 @@
+"""Builders of records, snapshots and a wired-up collector from engine answers.
+
+conftest.py exposes them as fixtures (``synthetic_inventory``, ``exporter_registry``); tests
+that need other answers call the builders directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from exporter.collector import DockerCollector
+from exporter.config import label_name
+from exporter.exposition import Rendered, render
+from exporter.records import parse_containers, parse_disk_usage, parse_images, parse_version
+from exporter.snapshot import (
+    DiskUsageSnapshot,
+    InventorySnapshot,
+    JobStatus,
+    build_disk_usage,
+    build_inventory,
+)
+from exporter.state import State
+from tests.support.paths import load
+
+NOW = 1765000000.0
+LABELS = ("com.docker.compose.project", "com.docker.compose.service")
+SYNTHETIC = {
+    "version": "synthetic/version-1.52.json",
+    "images": "synthetic/images-1.52.json",
+    "containers": "synthetic/containers-1.52.json",
+    "system_df": "synthetic/system_df-1.52.json",
+}
+
+
+def inventory_from(
+    images: Sequence[dict[str, Any]],
+    containers: Sequence[dict[str, Any]],
+    *,
+    version: dict[str, Any] | None = None,
+    now: float = NOW,
+    labels: tuple[str, ...] = LABELS,
+) -> InventorySnapshot:
+    """An inventory snapshot of these engine answers (the synthetic /version by default)."""
+    return build_inventory(
+        parse_version(version if version is not None else load(SYNTHETIC["version"])),
+        parse_images(list(images)),
+        parse_containers(list(containers)),
+        now,
+        labels,
+    )
+
+
+def synthetic_inventory(
+    *, images: str = SYNTHETIC["images"], now: float = NOW, labels: tuple[str, ...] = LABELS
+) -> InventorySnapshot:
+    """The inventory of the synthetic API 1.52 answers in tests/fixtures/synthetic."""
+    return inventory_from(load(images), load(SYNTHETIC["containers"]), now=now, labels=labels)
+
+
+def recorded_inventory(
+    engine: str, *, now: float = NOW, labels: tuple[str, ...] = LABELS
+) -> InventorySnapshot:
+    """The inventory of answers recorded on a real engine (tests/fixtures/<engine>/)."""
+    return inventory_from(
+        load(f"{engine}/images.json"),
+        load(f"{engine}/containers.json"),
+        version=load(f"{engine}/version.json"),
+        now=now,
+        labels=labels,
+    )
+
+
+def synthetic_disk_usage(*, now: float = NOW) -> DiskUsageSnapshot:
+    return build_disk_usage(parse_disk_usage(load(SYNTHETIC["system_df"])), now)
+
+
+def exporter_registry(
+    state: State,
+    *,
+    per_image: bool = True,
+    per_container: bool = True,
+    labels: tuple[str, ...] = LABELS,
+) -> CollectorRegistry:
+    """A fresh registry holding the exporter's collector over ``state``."""
+    registry = CollectorRegistry(auto_describe=False)
+    names = tuple(label_name(k) for k in labels)
+    registry.register(DockerCollector(state, per_image, per_container, names))
+    return registry
+
+
+def publish(state: State, job: str, snapshot: Any, *, now: float = NOW) -> None:
+    """Publish ``snapshot`` as a successful run of ``job`` that finished at ``now``."""
+    ok = JobStatus(success=True, duration=0.25, last_success=now)
+    state.publish(job, lambda _: ok, snapshot)
+
+
+def rendered(snapshot: InventorySnapshot, *, labels: tuple[str, ...] = LABELS) -> Rendered:
+    """Both formats of the exposition of one published inventory."""
+    state = State(("inventory",))
+    registry = exporter_registry(state, labels=labels)
+    publish(state, "inventory", snapshot)
+    return render(registry)

@@ -1,0 +1,158 @@
+"""Child processes the tests start: one managed-process type, and the exporter built on it."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from tests.support.promql import Samples, parse_samples
+from tests.support.wait import wait_until
+
+
+def free_port() -> int:
+    """A currently free TCP port on 127.0.0.1."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as exc:
+        return f"<no log at {path}: {exc}>"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+class ManagedProcess:
+    """A child process with its output in a log file: start, poll, terminate, then kill."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        log_path: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        self.argv = list(argv)
+        self.log_path = log_path
+        with open(log_path, "wb") as log:
+            self.proc: subprocess.Popen[bytes] = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=dict(env) if env is not None else None,
+                cwd=cwd,
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.poll()
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def log(self, lines: int = 60) -> str:
+        return log_tail(self.log_path, lines)
+
+    def wait_until(
+        self, check: Callable[[], object], timeout: float = 30.0, what: str = ""
+    ) -> object:
+        """Poll ``check`` while the process lives; fail with its log when it dies or times out."""
+        return wait_until(
+            check,
+            timeout,
+            what=what or f"{Path(self.argv[0]).name}: condition",
+            alive=self.running,
+            diagnostics=lambda: f"exit status {self.returncode}; log:\n{self.log()}",
+        )
+
+    def stop(self, timeout: float = 15.0) -> int:
+        """SIGTERM, and SIGKILL if it has not exited within ``timeout``; the exit status."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def http_get(
+    url: str, headers: Mapping[str, str] | None = None, timeout: float = 5.0
+) -> tuple[int, bytes, dict[str, str]]:
+    """GET on loopback: status, body and headers, also for 4xx/5xx answers."""
+    req = urllib.request.Request(url, headers=dict(headers or {}))
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read(), dict(resp.headers)
+    except urllib.error.HTTPError as err:
+        return err.code, err.read(), dict(err.headers)
+
+
+def exporter_command() -> list[str]:
+    """The installed console script of this venv, or ``python -m exporter``."""
+    exe = shutil.which("docker-inventory-exporter", path=str(Path(sys.executable).parent))
+    return [exe] if exe else [sys.executable, "-m", "exporter"]
+
+
+class ExporterProcess(ManagedProcess):
+    """The real exporter, listening on a loopback port."""
+
+    def __init__(
+        self,
+        args: Sequence[str],
+        log_path: Path,
+        *,
+        port: int | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.port = port or free_port()
+        self.args = list(args)
+        argv = [*exporter_command(), f"--web.listen-address=127.0.0.1:{self.port}", *args]
+        super().__init__(argv, log_path, env=env)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def get(
+        self, path: str, headers: Mapping[str, str] | None = None
+    ) -> tuple[int, bytes, dict[str, str]]:
+        return http_get(self.url + path, headers)
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        self.wait_until(lambda: self.get("/-/ready")[0] == 200, timeout, "exporter ready")
+
+    def metrics_text(self) -> str:
+        status, body, _ = self.get("/metrics")
+        assert status == 200
+        return body.decode()
+
+    def samples(self) -> Samples:
+        return parse_samples(self.metrics_text())
+
+    def wait_for(self, predicate: Callable[[Samples], bool], timeout: float = 30.0) -> Samples:
+        """Poll /metrics until ``predicate(samples)`` holds; fail with the log otherwise."""
+
+        def check() -> Samples | None:
+            samples = self.samples()
+            return samples if predicate(samples) else None
+
+        result = self.wait_until(check, timeout, "exporter metrics condition")
+        assert isinstance(result, dict)
+        return result

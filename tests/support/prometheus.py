@@ -1,0 +1,96 @@
+"""The one Prometheus runner (Debian's prometheus package), and promtool."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tests.support.env import clean_env, need
+from tests.support.process import ManagedProcess, free_port
+
+PROMETHEUS_PATHS = ("/usr/bin/prometheus",)
+PROMTOOL_PATHS = ("/usr/bin/promtool",)
+
+
+def _find(name: str, paths: tuple[str, ...]) -> str | None:
+    return shutil.which(name) or next((p for p in paths if os.access(p, os.X_OK)), None)
+
+
+def promtool() -> str:
+    """promtool's path; skips (fails on CI) when it is not installed."""
+    exe = _find("promtool", PROMTOOL_PATHS)
+    need(None if exe else "promtool not installed (Debian package prometheus)")
+    assert exe is not None
+    return exe
+
+
+def run_promtool(
+    *args: str, cwd: Path | None = None, input: bytes | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """Run promtool; its exit status and output are the caller's to check."""
+    return subprocess.run(
+        [promtool(), *args], cwd=cwd, input=input, capture_output=True, timeout=300, check=False
+    )
+
+
+class Prometheus(ManagedProcess):
+    """A real Prometheus on a loopback port with its own TSDB under ``workdir``."""
+
+    def __init__(self, config: Path, workdir: Path) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        binary = _find("prometheus", PROMETHEUS_PATHS)
+        need(None if binary else "prometheus not installed (Debian package prometheus)")
+        assert binary is not None
+        self.port = free_port()
+        argv = [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={workdir / 'prometheus-data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+        ]
+        super().__init__(argv, workdir / "prometheus.log", env=clean_env(), cwd=config.parent)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def get(self, path: str, **params: str) -> Any:
+        """The JSON answer of an API path (also the error body of a 400/422)."""
+        query = urllib.parse.urlencode(params)
+        url = f"{self.url}{path}" + (f"?{query}" if query else "")
+        try:
+            with urllib.request.urlopen(url, timeout=10) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            return json.loads(err.read())
+
+    def ready(self) -> bool:
+        with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as resp:
+            return bool(resp.status == 200)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        self.wait_until(self.ready, timeout, "prometheus ready")
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        answer = self.get("/api/v1/query", query=expr)
+        assert answer["status"] == "success", f"{expr!r}: {answer}"
+        result: list[dict[str, Any]] = answer["data"]["result"]
+        return result
+
+    def active_targets(self) -> list[dict[str, Any]]:
+        targets: list[dict[str, Any]] = self.get("/api/v1/targets")["data"]["activeTargets"]
+        return targets
+
+    def wait(self, what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
+        return self.wait_until(check, timeout, what)
+
+
+RunPrometheus = Callable[[Path], Prometheus]
