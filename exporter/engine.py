@@ -8,6 +8,7 @@ failure, so the next run reconnects and re-reads ``/version``.
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import ssl
@@ -25,6 +26,13 @@ from .records import EngineInfo, parse_version
 log = logging.getLogger(__name__)
 
 VERSION_TTL = 3600.0  # /version is re-read hourly and after every failure
+
+VERSION = "/version"
+IMAGES = "/images/json"
+CONTAINERS = "/containers/json"
+SYSTEM_DF = "/system/df"
+# Every path this client requests; the socket-proxy config and the README list exactly these.
+ENDPOINTS = (VERSION, IMAGES, CONTAINERS, SYSTEM_DF)
 
 
 # OpenSSL alert reasons a TLS server sends when it rejects (or misses) the client certificate
@@ -76,12 +84,16 @@ def describe(exc: BaseException, where: str, timeout: float, client_cert: bool =
         return f"{where}: TLS handshake failed: {reason.split(' (_ssl')[0]}"
     if isinstance(exc, requests.exceptions.ConnectionError):
         root = _root_cause(exc)
+        # RemoteDisconnected is both a BadStatusLine and a ConnectionResetError: first.
+        if isinstance(root, http.client.RemoteDisconnected):
+            return f"{where}: the engine closed the connection without an answer"
+        if isinstance(root, ConnectionResetError):
+            return f"{where}: the engine reset the connection"
+        if isinstance(root, http.client.BadStatusLine):
+            return f"{where}: the engine's answer is not HTTP: {str(root).strip()[:100]!r}"
         if isinstance(root, OSError) and root.strerror:
             return f"{where}: cannot connect: {root.strerror}"
-        text = str(root).split("\n")[0]
-        if "Connection aborted" in text or "RemoteDisconnected" in text:
-            return f"{where}: the engine closed the connection"
-        return f"{where}: cannot connect: {text[:200]}"
+        return f"{where}: cannot connect: {str(root).splitlines()[0][:200]}"
     if isinstance(exc, requests.exceptions.HTTPError) and exc.response is not None:
         message = ""
         try:
@@ -104,7 +116,6 @@ class EngineClient:
         self._api: Any = None
         self._engine: EngineInfo | None = None
         self._engine_read_at = 0.0
-        self.requests = 0  # engine requests made, for tests and benchmarks
 
     def _session(self) -> Any:
         if self._api is None:
@@ -138,9 +149,10 @@ class EngineClient:
 
     def _get(self, path: str, params: dict[str, Any] | None, timeout: float) -> Any:
         api = self._session()
-        version = self._engine.api_version if self._engine and path != "/version" else ""
+        if path not in ENDPOINTS:
+            raise ValueError(f"{path} is not one of the engine endpoints {ENDPOINTS}")
+        version = self._engine.api_version if self._engine and path != VERSION else ""
         url = f"{api.base_url}{'/v' + version if version else ''}{path}"
-        self.requests += 1
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
@@ -157,7 +169,7 @@ class EngineClient:
         """The engine's identity and API version, cached for VERSION_TTL."""
         now = time.monotonic()
         if self._engine is None or now - self._engine_read_at > VERSION_TTL:
-            info = parse_version(self._get("/version", None, self.timeout))
+            info = parse_version(self._get(VERSION, None, self.timeout))
             self._engine = info
             self._engine_read_at = now
         return self._engine
@@ -171,14 +183,14 @@ class EngineClient:
 
     def images(self) -> Any:
         self.engine()
-        return self._get("/images/json", None, self.timeout)
+        return self._get(IMAGES, None, self.timeout)
 
     def containers(self, size: bool = False, timeout: float | None = None) -> Any:
         self.engine()
         params = {"all": "1", "size": "1"} if size else {"all": "1"}
-        return self._get("/containers/json", params, timeout or self.timeout)
+        return self._get(CONTAINERS, params, timeout or self.timeout)
 
     def disk_usage(self, types: tuple[str, ...] | None, timeout: float) -> Any:
         """/system/df; ``types`` (API 1.42+) limits it to those object types."""
         params = {"type": list(types)} if types and self.api_at_least("1.42") else None
-        return self._get("/system/df", params, timeout)
+        return self._get(SYSTEM_DF, params, timeout)

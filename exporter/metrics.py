@@ -41,7 +41,6 @@ CONTAINER_SIZES = "container_sizes"
 JOBS = (INVENTORY, DISK_USAGE, CONTAINER_SIZES)
 
 CONTAINER_STATES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
-HEALTH_STATES = ("healthy", "unhealthy", "starting")
 DISK_RESOURCES = ("images", "containers", "volumes", "build_cache")
 
 IMAGE_KEY = ("image_id", "name")
@@ -244,8 +243,3 @@ IMAGES_UNUSED_UNIQUE = _g(
 ALL: tuple[MetricSpec, ...] = tuple(
     v for v in list(globals().values()) if isinstance(v, MetricSpec)
 )
-
-
-def exposed_names() -> frozenset[str]:
-    """Sample names as they appear on /metrics (counters end in _total), plus process_*."""
-    return frozenset(spec.name for spec in ALL)

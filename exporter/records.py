@@ -143,7 +143,9 @@ def parse_images(data: object) -> tuple[ImageRecord, ...]:
 
 
 def _container_name(raw: Mapping[str, Any]) -> str:
-    names = [n.lstrip("/") for n in _strs(raw, "Names") if n.lstrip("/")]
+    # The API puts one "/" before each name; only that one is removed, so a name that
+    # itself starts with "/" (Docker never makes one, other engines might) stays as sent.
+    names = [n.removeprefix("/") for n in _strs(raw, "Names") if n.removeprefix("/")]
     # A linked container also carries "/other/alias" names: prefer the plain one.
     plain = [n for n in names if "/" not in n]
     if plain:

@@ -9,14 +9,22 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from exporter.snapshot import InventorySnapshot
 from exporter.state import State
 from tests.support import inventory
+from tests.support.env import ON_CI
 from tests.support.process import ExporterProcess
 from tests.support.prometheus import Prometheus, RunPrometheus
 
 RunExporter = Callable[..., ExporterProcess]
+
+# On CI every run draws the same examples: a property test cannot fail a landing at random.
+# Locally, examples vary from run to run and failures are replayed from .hypothesis/.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.register_profile("dev", print_blob=True)
+settings.load_profile("ci" if ON_CI else "dev")
 
 
 @pytest.fixture
@@ -66,3 +74,17 @@ def run_prometheus(tmp_path: Path) -> Iterator[RunPrometheus]:
     yield start
     for prom in started:
         prom.stop()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        help="rewrite tests/golden/ from the current output instead of comparing with it",
+    )
+
+
+@pytest.fixture
+def update_golden(request: pytest.FixtureRequest) -> bool:
+    """True when pytest runs with --update-golden."""
+    return bool(request.config.getoption("--update-golden"))

@@ -14,11 +14,14 @@ from prometheus_client import CollectorRegistry
 from exporter.collector import DockerCollector
 from exporter.config import label_name
 from exporter.exposition import Rendered, render
+from exporter.metrics import CONTAINER_SIZES, DISK_USAGE, INVENTORY, JOBS
 from exporter.records import parse_containers, parse_disk_usage, parse_images, parse_version
 from exporter.snapshot import (
+    ContainerSizesSnapshot,
     DiskUsageSnapshot,
     InventorySnapshot,
     JobStatus,
+    build_container_sizes,
     build_disk_usage,
     build_inventory,
 )
@@ -75,6 +78,20 @@ def recorded_inventory(
 
 def synthetic_disk_usage(*, now: float = NOW) -> DiskUsageSnapshot:
     return build_disk_usage(parse_disk_usage(load(SYNTHETIC["system_df"])), now)
+
+
+def synthetic_container_sizes(*, now: float = NOW) -> ContainerSizesSnapshot:
+    """Writable-layer sizes of the containers in the synthetic /system/df answer."""
+    return build_container_sizes(parse_containers(load(SYNTHETIC["system_df"])["Containers"]), now)
+
+
+def synthetic_state(*, now: float = NOW) -> State:
+    """A state where every job published its snapshot of the synthetic answers."""
+    state = State(JOBS)
+    publish(state, INVENTORY, synthetic_inventory(now=now), now=now)
+    publish(state, DISK_USAGE, synthetic_disk_usage(now=now), now=now)
+    publish(state, CONTAINER_SIZES, synthetic_container_sizes(now=now), now=now)
+    return state
 
 
 def exporter_registry(

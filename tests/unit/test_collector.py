@@ -152,11 +152,35 @@ def test_cardinality_switches_keep_aggregates():
 
 
 def test_api_1_44_images_do_not_leak_minus_one():
+    """API 1.44 sends Containers and SharedSize as -1: counts come from the container list."""
     state, reg = setup()
     publish_inventory(state, "synthetic/images-1.44.json")
-    for fam in reg.collect():
-        for s in fam.samples:
-            assert s.value >= 0, s
+    nginx = {"image_id": "eeee5555ffff", "name": "nginx:1.25"}
+    untagged = {"image_id": "ffff6666aaaa", "name": "<none>:<none>"}
+    images = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in reg.collect()
+        for s in fam.samples
+        if s.name.startswith("docker_image")
+    }
+    assert images == {
+        ("docker_images", ()): 2.0,
+        ("docker_images_dangling", ()): 1.0,
+        ("docker_images_unused", ()): 2.0,
+        **{
+            (name, tuple(sorted(labels.items()))): value
+            for labels, size, created in ((nginx, 187e6, 1.7e9), (untagged, 120e6, 1.69e9))
+            for name, value in (
+                ("docker_image_size_bytes", size),
+                ("docker_image_created_timestamp_seconds", created),
+                ("docker_image_containers", 0.0),
+            )
+        },
+        (
+            "docker_image_tag_info",
+            (("image_id", "eeee5555ffff"), ("repository", "nginx"), ("tag", "1.25")),
+        ): 1.0,
+    }
 
 
 def test_disk_usage_values():

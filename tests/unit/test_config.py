@@ -16,12 +16,12 @@ from exporter.config import (
     parse_resources,
     resolve_engine,
 )
-from tests.support.certs import make_cert_dir
+from tests.support.certs import generate_certs
 
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_cert_dir(tmp_path_factory.mktemp("certs"))
+    return generate_certs(tmp_path_factory.mktemp("tls"))[0]
 
 
 def test_default_is_the_local_socket():
@@ -58,7 +58,7 @@ def test_docker_tls_means_tls_without_verification(certs):
 
 
 def test_flags_override_environment(certs, tmp_path):
-    other = make_cert_dir(tmp_path / "other")
+    other = generate_certs(tmp_path / "other")[0]
     env = {
         "DOCKER_HOST": "tcp://env:2376",
         "DOCKER_TLS_VERIFY": "1",
@@ -129,7 +129,7 @@ def test_bad_engine_configuration_is_one_sentence(env, kwargs, message):
 
 
 def test_mismatched_or_non_pem_files_are_rejected(certs, tmp_path):
-    other = make_cert_dir(tmp_path / "other")
+    other = generate_certs(tmp_path / "other")[0]
     with pytest.raises(ConfigError, match="not a matching PEM pair"):
         resolve_engine(
             {},

@@ -227,7 +227,8 @@ def test_exporter_job_label_is_exported_job(dashboard):
         if "docker_exporter_" not in expr:
             continue
         assert "exported_job" in expr, panel["title"]
-        assert "exported_job" in target.get("legendFormat", "exported_job"), panel["title"]
+        # one series per job: the legend must say which job it is
+        assert "{{exported_job}}" in target.get("legendFormat", ""), panel["title"]
         for sel in selectors(expr):
             assert all(label != "exported_job" or op == "=~" for label, op, _ in sel.matchers)
 

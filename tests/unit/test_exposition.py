@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
 
@@ -28,6 +28,8 @@ hostile_tag = st.text(
 
 @settings(max_examples=150, deadline=None)
 @given(name=hostile, label=hostile, tag=hostile_tag)
+@example(name="/", label="", tag="")  # the name "//" on the wire, found by an earlier run
+@example(name="", label="\\", tag="")
 def test_any_name_label_or_tag_survives_both_formats(name, label, tag):
     containers = [
         {

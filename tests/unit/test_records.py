@@ -94,6 +94,21 @@ def test_linked_container_prefers_its_own_name():
     assert parse_container({"Id": "c", "Names": ["/web/db", "/db"]}).name == "db"
 
 
+@pytest.mark.parametrize(
+    ("names", "expected"),
+    [
+        (["/db"], "db"),
+        (["//"], "/"),  # only the API's own "/" goes: the rest is the name as sent
+        (["///x"], "//x"),
+        (["/"], "c" * 12),  # nothing left: the short id, never an empty label
+        ([], "c" * 12),
+        (["db"], "db"),  # no prefix at all
+    ],
+)
+def test_only_the_api_slash_is_removed_from_names(names, expected):
+    assert parse_container({"Id": "c" * 64, "Names": names}).name == expected
+
+
 def test_version_product_docker_and_podman():
     docker = parse_version(load("synthetic/version-1.52.json"))
     assert (docker.version, docker.api_version, docker.product) == (

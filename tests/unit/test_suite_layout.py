@@ -6,7 +6,9 @@ import ast
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
+from tests.support.env import ON_CI
 from tests.support.paths import TESTS
 
 TIERS = ("unit", "integration")
@@ -41,3 +43,7 @@ def test_shared_code_comes_from_support_only(path: Path):
 def test_the_fast_tier_never_starts_an_engine(path: Path):
     harness = sorted(m for m in imported_modules(path) if m.startswith("tests.harness"))
     assert harness == [], f"{path.name} imports {harness}: it belongs in tests/integration/"
+
+
+def test_hypothesis_is_derandomized_exactly_on_ci():
+    assert settings.default.derandomize is ON_CI

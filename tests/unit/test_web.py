@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-from typing import Any
 
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
 
@@ -12,6 +11,7 @@ from exporter.state import State
 from exporter.web import make_app
 from tests.support.inventory import exporter_registry, publish, synthetic_inventory
 from tests.support.promql import parse_samples
+from tests.support.wsgi import call
 
 
 def make(ready: bool = True):
@@ -21,18 +21,6 @@ def make(ready: bool = True):
         publish(state, "inventory", synthetic_inventory(labels=()))
         exposition.refresh()
     return make_app(exposition, state, "unix:///var/run/docker.sock"), exposition
-
-
-def call(app, path: str, **headers: str) -> tuple[str, dict[str, str], bytes]:
-    environ: dict[str, Any] = {"PATH_INFO": path, "REQUEST_METHOD": headers.pop("method", "GET")}
-    environ.update({f"HTTP_{k.upper()}": v for k, v in headers.items()})
-    out: dict[str, Any] = {}
-
-    def start_response(status: str, hdrs: list[tuple[str, str]]) -> None:
-        out["status"], out["headers"] = status, dict(hdrs)
-
-    body = b"".join(app(environ, start_response))
-    return out["status"], out["headers"], body
 
 
 def test_metrics_text_by_default():
@@ -58,10 +46,12 @@ def test_metrics_openmetrics_and_gzip():
 def test_scrapes_serve_the_rendering_and_do_not_render():
     app, exposition = make()
     before = exposition.renders
-    first = call(app, "/metrics")[2]
+    rendered = exposition.current
+    environ = {"PATH_INFO": "/metrics", "REQUEST_METHOD": "GET"}
     for _ in range(50):
-        assert call(app, "/metrics")[2] is first or call(app, "/metrics")[2] == first
-    assert exposition.renders == before
+        body = list(app(environ, lambda status, headers: None))
+        assert len(body) == 1 and body[0] is rendered.text  # the very bytes, not a copy
+    assert exposition.renders == before and exposition.current is rendered
 
 
 def test_landing_health_and_ready():

@@ -1,0 +1,150 @@
+"""The engine client's failure messages, one row per cause, from real exceptions.
+
+Every row points a real EngineClient at a loopback server that fails in one way (or at a
+closed port / missing socket), so the exception chain describe() reads is the one requests,
+urllib3 and ssl really raise. No root and no engine needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from exporter.config import EngineConfig, TLSSettings
+from exporter.engine import ENDPOINTS, EngineClient, EngineError
+from tests.support import loopback
+from tests.support.certs import generate_certs
+from tests.support.process import free_port
+
+TIMEOUT = 0.5
+
+
+@dataclass(frozen=True)
+class TLSMaterial:
+    certs: Path  # the engine's CA, its server cert and a client cert it signed
+    wrong: Path  # the same from an unrelated CA
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> TLSMaterial:
+    return TLSMaterial(*generate_certs(tmp_path_factory.mktemp("tls")))
+
+
+def client_tls(ca: Path, cert_dir: Path | None) -> TLSSettings:
+    cert = str(cert_dir / "cert.pem") if cert_dir else None
+    key = str(cert_dir / "key.pem") if cert_dir else None
+    return TLSSettings(ca=str(ca / "ca.pem"), cert=cert, key=key, verify=True)
+
+
+Server = Callable[[TLSMaterial], AbstractContextManager[str]]
+ClientTLS = Callable[[TLSMaterial], TLSSettings]
+
+
+def plain(behaviour: loopback.Behaviour) -> Server:
+    return lambda t: loopback.loopback_server(behaviour)
+
+
+def mutual_tls(behaviour: loopback.Behaviour) -> Server:
+    """A TLS engine that asks for a client certificate signed by its CA."""
+    return lambda t: loopback.loopback_server(
+        behaviour, loopback.tls_server_context(t.certs, client_ca=t.certs / "ca.pem")
+    )
+
+
+def closed_port(t: TLSMaterial) -> AbstractContextManager[str]:
+    return nullcontext(f"tcp://127.0.0.1:{free_port()}")
+
+
+def missing_socket(t: TLSMaterial) -> AbstractContextManager[str]:
+    return nullcontext(f"unix://{t.certs}/no-such.sock")
+
+
+OK = loopback.http_answer("200 OK", b'{"ApiVersion": "1.45"}')
+V = "GET /version"
+ROWS: list[tuple[str, Server, ClientTLS | None, str]] = [
+    ("refused", closed_port, None, f"{V}: cannot connect: Connection refused"),
+    ("no socket", missing_socket, None, f"{V}: cannot connect: No such file or directory"),
+    ("reset", plain(loopback.reset), None, f"{V}: the engine reset the connection"),
+    (
+        "closed",
+        plain(loopback.close_silently),
+        None,
+        f"{V}: the engine closed the connection without an answer",
+    ),
+    ("hang", plain(loopback.hang), None, f"{V}: no answer within {TIMEOUT:g}s"),
+    (
+        "HTTP 500 with a JSON message",
+        plain(loopback.http_answer("500 Internal Server Error", b'{"message": "boom\\n  now"}')),
+        None,
+        f"{V}: engine answered HTTP 500 boom now",
+    ),
+    (
+        "HTTP 404 with text",
+        plain(loopback.http_answer("404 Not Found", b"page not found", "text/plain")),
+        None,
+        f"{V}: engine answered HTTP 404 page not found",
+    ),
+    (
+        "not HTTP",
+        plain(loopback.answer(b"SSH-2.0-OpenSSH_9.2\r\n")),
+        None,
+        f"{V}: the engine's answer is not HTTP: 'SSH-2.0-OpenSSH_9.2'",
+    ),
+    (
+        "not JSON",
+        plain(loopback.http_answer("200 OK", b"<html>", "text/html")),
+        None,
+        f"{V}: the engine's answer is not valid JSON",
+    ),
+    (
+        "TLS alert: no client certificate",
+        mutual_tls(OK),
+        lambda t: client_tls(t.certs, None),
+        f"{V}: TLS handshake failed: the engine requires a client certificate "
+        "(--docker.tls-cert/-key)",
+    ),
+    (
+        "TLS alert: client certificate of another CA",
+        mutual_tls(OK),
+        lambda t: client_tls(t.certs, t.wrong),
+        f"{V}: TLS handshake failed: the engine refused the client certificate "
+        "(not one its CA signed?)",
+    ),
+    (
+        "bad server certificate",
+        mutual_tls(OK),
+        lambda t: client_tls(t.wrong, t.wrong),
+        f"{V}: TLS verification failed: self-signed certificate in certificate chain",
+    ),
+]
+
+
+@pytest.mark.parametrize(("server", "client", "message"), [r[1:] for r in ROWS],
+                         ids=[r[0] for r in ROWS])  # fmt: skip
+def test_each_failure_cause_is_one_exact_line(
+    tls: TLSMaterial, server: Server, client: ClientTLS | None, message: str
+) -> None:
+    with server(tls) as url:
+        engine = EngineClient(EngineConfig(url, client(tls) if client else None), TIMEOUT)
+        with pytest.raises(EngineError) as raised:
+            engine.engine()
+    assert str(raised.value) == message
+    assert isinstance(raised.value.__cause__, Exception)  # the real exception stays chained
+
+
+def test_mutual_tls_succeeds_with_the_right_certificates(tls: TLSMaterial) -> None:
+    """The control row: the same server answers when the client does everything right."""
+    with mutual_tls(OK)(tls) as url:
+        engine = EngineClient(EngineConfig(url, client_tls(tls.certs, tls.certs)), TIMEOUT)
+        assert engine.engine().api_version == "1.45"
+
+
+def test_only_the_listed_endpoints_are_requested() -> None:
+    assert ENDPOINTS == ("/version", "/images/json", "/containers/json", "/system/df")
+    engine = EngineClient(EngineConfig("unix:///nonexistent.sock"), TIMEOUT)
+    with pytest.raises(ValueError, match="/info is not one of the engine endpoints"):
+        engine._get("/info", None, TIMEOUT)
