@@ -12,26 +12,10 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import NoReturn
 
-from prometheus_client import CollectorRegistry, ProcessCollector
-
 from . import __version__
-from .collector import DockerCollector
-from .config import (
-    DEFAULT_HOST,
-    DEFAULT_PORT,
-    Config,
-    ConfigError,
-    JobSchedule,
-    parse_duration,
-    parse_label_keys,
-    parse_listen_address,
-    parse_resources,
-    resolve_engine,
-)
-from .exposition import Exposition
-from .jobs import Runner, build_jobs, start_scheduler
-from .metrics import DISK_RESOURCES, JOBS
-from .state import State
+from .config import FLAG_GROUPS, Config, ConfigError, Flag, from_flags
+from .jobs import Scheduler
+from .target import SingleTarget, Target
 from .web import make_app, serve
 
 log = logging.getLogger("exporter")
@@ -43,7 +27,6 @@ LOG_LEVELS = {
     "warn": logging.WARNING,
     "error": logging.ERROR,
 }
-DEFAULT_LABELS = "com.docker.compose.project,com.docker.compose.service"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -52,151 +35,49 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{PROG}: {message} (see --help)\n")
 
 
+def _add(group: argparse._ArgumentGroup, flag: Flag) -> None:
+    if flag.boolean:
+        group.add_argument(
+            flag.name,
+            dest=flag.dest,
+            action=argparse.BooleanOptionalAction,
+            default=flag.default,
+            help=flag.help,
+        )
+    elif flag.default is False:
+        group.add_argument(flag.name, dest=flag.dest, action="store_true", help=flag.help)
+    else:
+        group.add_argument(
+            flag.name,
+            dest=flag.dest,
+            default=flag.default,
+            choices=flag.choices or None,
+            metavar=flag.metavar,
+            help=flag.help,
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    """Every flag from config.FLAG_GROUPS, in its group."""
+    parser = _Parser(
         prog=PROG,
         description="Prometheus exporter for Docker image and container inventory.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    add = p.add_argument
-    add("--version", action="version", version=f"{PROG} {__version__}")
-    add(
-        "--web.listen-address",
-        dest="listen",
-        default=f":{DEFAULT_PORT}",
-        help="address to serve /metrics on",
-    )
-    add(
-        "--docker.host",
-        dest="host",
-        default=None,
-        help=f"engine address, unix:///path or tcp://host:port (default: $DOCKER_HOST or "
-        f"{DEFAULT_HOST})",
-    )
-    add(
-        "--docker.tls-ca",
-        dest="ca",
-        default=None,
-        help="CA file that signed the engine's certificate (default: $DOCKER_CERT_PATH/ca.pem "
-        "when DOCKER_TLS_VERIFY is set)",
-    )
-    add("--docker.tls-cert", dest="cert", default=None, help="client certificate file")
-    add("--docker.tls-key", dest="key", default=None, help="client key file")
-    add(
-        "--docker.tls-verify",
-        dest="verify",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="verify the engine's certificate (default: on whenever a CA is known)",
-    )
-    add("--collect.interval", dest="interval", default="15s", help="inventory collection interval")
-    add(
-        "--collect.timeout",
-        dest="timeout",
-        default="5s",
-        help="timeout of each inventory request to the engine",
-    )
-    add(
-        "--collect.disk-usage-interval",
-        dest="df_interval",
-        default="5m",
-        help="interval of the /system/df job (0 turns it off)",
-    )
-    add(
-        "--collect.disk-usage-timeout",
-        dest="df_timeout",
-        default="2m",
-        help="timeout of the /system/df request",
-    )
-    add(
-        "--collect.disk-usage-resources",
-        dest="df_resources",
-        default=",".join(DISK_RESOURCES),
-        help="resources the disk_usage job asks for (API 1.42+ computes only these)",
-    )
-    add(
-        "--collect.container-sizes-interval",
-        dest="sizes_interval",
-        default="0",
-        help="interval of the container size job (/containers/json?size=1, costly; 0 is off)",
-    )
-    add(
-        "--collect.container-sizes-timeout",
-        dest="sizes_timeout",
-        default="2m",
-        help="timeout of the container size request",
-    )
-    add(
-        "--collect.per-image",
-        dest="per_image",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="export per-image series (off leaves the totals)",
-    )
-    add(
-        "--collect.per-container",
-        dest="per_container",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="export per-container series (off leaves the totals)",
-    )
-    add(
-        "--collect.container-labels",
-        dest="labels",
-        default=DEFAULT_LABELS,
-        help="comma-separated container label keys exported on docker_container_labels",
-    )
-    add(
-        "--healthcheck",
-        action="store_true",
-        help="check /-/healthy of the exporter serving on --web.listen-address and exit 0 when "
-        "healthy, 1 otherwise (for a container HEALTHCHECK without curl)",
-    )
-    add(
-        "--log.level",
-        dest="log_level",
-        default="info",
-        choices=sorted(LOG_LEVELS),
-        help="log level",
-    )
-    return p
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    for title, flags in FLAG_GROUPS.items():
+        group = parser.add_argument_group(title)
+        for flag in flags:
+            _add(group, flag)
+    return parser
 
 
-def parse_config(argv: Sequence[str] | None, env: Mapping[str, str]) -> tuple[Config, str]:
-    """Flags and environment to a Config and the log level; ConfigError on any problem."""
-    args = build_parser().parse_args(argv)
-    host, port = parse_listen_address(args.listen)
-    engine, warnings = resolve_engine(env, args.host, args.ca, args.cert, args.key, args.verify)
-    interval = parse_duration(args.interval, "--collect.interval")
-    timeout = parse_duration(args.timeout, "--collect.timeout")
-    if timeout >= interval:
-        raise ConfigError(
-            f"--collect.timeout ({args.timeout}) must be shorter than "
-            f"--collect.interval ({args.interval})"
-        )
-    config = Config(
-        listen_host=host,
-        listen_port=port,
-        engine=engine,
-        inventory=JobSchedule(interval, timeout),
-        disk_usage=JobSchedule(
-            parse_duration(args.df_interval, "--collect.disk-usage-interval", allow_zero=True),
-            parse_duration(args.df_timeout, "--collect.disk-usage-timeout"),
-        ),
-        container_sizes=JobSchedule(
-            parse_duration(
-                args.sizes_interval, "--collect.container-sizes-interval", allow_zero=True
-            ),
-            parse_duration(args.sizes_timeout, "--collect.container-sizes-timeout"),
-        ),
-        disk_usage_resources=parse_resources(args.df_resources),
-        per_image=args.per_image,
-        per_container=args.per_container,
-        container_labels=parse_label_keys(args.labels),
-        warnings=warnings,
-        healthcheck=args.healthcheck,
+def parse_config(argv: Sequence[str] | None, env: Mapping[str, str]) -> Config:
+    """Flags and environment to a Config; ConfigError on any problem."""
+    args = vars(build_parser().parse_args(argv))
+    return from_flags(
+        {flag: args[flag.dest] for flags in FLAG_GROUPS.values() for flag in flags}, env
     )
-    return config, args.log_level
 
 
 def setup_logging(level: str) -> None:
@@ -208,15 +89,6 @@ def setup_logging(level: str) -> None:
     )
     # APScheduler logs every run at INFO and every skip at WARNING; the jobs log what matters.
     logging.getLogger("apscheduler").setLevel(logging.DEBUG if level == "debug" else logging.ERROR)
-
-
-def build_registry(config: Config, state: State) -> CollectorRegistry:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(
-        DockerCollector(state, config.per_image, config.per_container, config.label_names)
-    )
-    ProcessCollector(registry=registry)
-    return registry
 
 
 def healthcheck(host: str, port: int) -> int:
@@ -233,20 +105,19 @@ def healthcheck(host: str, port: int) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        config, level = parse_config(argv, os.environ)
+        config = parse_config(argv, os.environ)
     except ConfigError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
     if config.healthcheck:
         return healthcheck(config.listen_host, config.listen_port)
-    setup_logging(level)
+    setup_logging(config.log_level)
     for warning in config.warnings:
         log.warning("%s", warning)
 
-    jobs = build_jobs(config)
-    state = State(tuple(j for j in JOBS if any(job.name == j for job in jobs)))
-    exposition = Exposition(build_registry(config, state))
-    app = make_app(exposition, state, config.engine.display)
+    scheduler = Scheduler(config.workers)
+    target = Target(config.target, process_metrics=True)
+    app = make_app(SingleTarget(target))
     try:
         server, _ = serve(app, config.listen_host, config.listen_port)
     except OSError as exc:
@@ -256,14 +127,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    runners = [Runner(job, state, exposition.refresh) for job in jobs]
-    scheduler = start_scheduler(config, runners, state, exposition.refresh)
+    target.start(scheduler)
+    scheduler.start()
     log.info(
         "listening on %s:%d, engine %s, jobs %s",
         config.listen_host or "*",
         config.listen_port,
-        config.engine.display,
-        ", ".join(j.name for j in jobs),
+        config.target.engine.display,
+        ", ".join(job.name for job in target.jobs),
     )
 
     stop = threading.Event()
@@ -275,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     stop.wait()
     log.info("shutting down")
-    scheduler.shutdown(wait=False)
+    scheduler.shutdown()
     server.shutdown()
     # A job may still wait on a slow engine request (up to its timeout); its pool thread
     # would hold the interpreter's exit. Nothing it could still publish matters now.

@@ -8,13 +8,20 @@ are dropped rather than served stale.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from . import metrics as m
 from .metrics import MetricSpec
-from .snapshot import ContainerSizesSnapshot, DiskUsageSnapshot, InventorySnapshot
+from .snapshot import (
+    ContainerSize,
+    ContainerSizesSnapshot,
+    DiskUsageSnapshot,
+    ImageDiskFacts,
+    InventorySnapshot,
+)
 from .state import State, View
 
 Family = GaugeMetricFamily | CounterMetricFamily
@@ -25,6 +32,35 @@ def family(spec: MetricSpec, labels: Iterable[str] | None = None) -> Family:
     if spec.kind == "counter":
         return CounterMetricFamily(spec.name.removesuffix("_total"), spec.doc, labels=names)
     return GaugeMetricFamily(spec.name, spec.doc, labels=names)
+
+
+def current_image_disk(
+    disk_usage: DiskUsageSnapshot, inventory: InventorySnapshot | None
+) -> tuple[ImageDiskFacts, ...]:
+    """The df's per-image facts for the images the newest inventory lists, named as it names them.
+
+    An image removed since the slower df run vanishes with the next inventory, and the
+    series of both jobs share their key (Podman's /system/df lists bare tags such as "1"
+    instead of repo:tag). Without an inventory nothing is current.
+    """
+    if inventory is None:
+        return ()
+    names = {i.image_id: i.name for i in inventory.images}
+    return tuple(
+        replace(image, name=names[image.image_id])
+        for image in disk_usage.images
+        if image.image_id in names
+    )
+
+
+def current_container_sizes(
+    sizes: ContainerSizesSnapshot, inventory: InventorySnapshot | None
+) -> tuple[ContainerSize, ...]:
+    """The sizes of the containers the newest inventory lists (by name)."""
+    if inventory is None:
+        return ()
+    names = {c.name for c in inventory.containers}
+    return tuple(c for c in sizes.containers if c.name in names)
 
 
 class DockerCollector(Collector):
@@ -41,7 +77,7 @@ class DockerCollector(Collector):
         self.label_names = label_names
 
     def collect(self) -> Iterator[Family]:
-        view = self.state.view
+        view = self.state.view()
         yield from self._exporter(view)
         if view.inventory is not None:
             yield from self._inventory(view.inventory)
@@ -52,8 +88,7 @@ class DockerCollector(Collector):
 
     def _exporter(self, view: View) -> Iterator[Family]:
         up = family(m.UP)
-        inventory = view.jobs.get(m.INVENTORY)
-        up.add_metric([], 1.0 if inventory is not None and inventory.success else 0.0)
+        up.add_metric([], 1.0 if view.engine_up else 0.0)
         yield up
         success, duration, last = (
             family(m.COLLECTION_SUCCESS),
@@ -67,7 +102,7 @@ class DockerCollector(Collector):
                 duration.add_metric([job], status.duration)
             if status.last_success is not None:
                 last.add_metric([job], status.last_success)
-            errors.add_metric([job], float(status.errors))
+            errors.add_metric([job], float(status.failures))
             skipped.add_metric([job], float(status.skipped))
         yield from (success, duration, last, errors, skipped)
 
@@ -148,11 +183,6 @@ class DockerCollector(Collector):
     def _disk_usage(
         self, snap: DiskUsageSnapshot, inventory: InventorySnapshot | None
     ) -> Iterator[Family]:
-        # Per-image series exist only for images the newest inventory still lists, named as
-        # the inventory names them: an image removed since the slower df run vanishes with the
-        # next inventory, and the series of both jobs share a key (Podman's /system/df lists
-        # bare tags such as "1" instead of repo:tag).
-        names = {i.image_id: i.name for i in inventory.images} if inventory else {}
         usage, reclaimable = family(m.DISK_USAGE_BYTES), family(m.DISK_RECLAIMABLE)
         objects, active = family(m.DISK_OBJECTS), family(m.DISK_ACTIVE)
         for resource, u in snap.resources.items():
@@ -171,22 +201,16 @@ class DockerCollector(Collector):
                 yield total
             if self.per_image:
                 unique, shared = family(m.IMAGE_UNIQUE_SIZE), family(m.IMAGE_SHARED_SIZE)
-                for image in snap.images:
-                    name = names.get(image.image_id)
-                    if name is None:
-                        continue  # gone since the slower df ran, or the inventory failed
-                    unique.add_metric([image.image_id, name], float(image.unique))
-                    shared.add_metric([image.image_id, name], float(image.shared))
+                for image in current_image_disk(snap, inventory):
+                    unique.add_metric([image.image_id, image.name], float(image.unique))
+                    shared.add_metric([image.image_id, image.name], float(image.shared))
                 yield from (unique, shared)
 
     def _container_sizes(
         self, snap: ContainerSizesSnapshot, inventory: InventorySnapshot | None
     ) -> Iterator[Family]:
         rw, rootfs = family(m.CONTAINER_RW_SIZE), family(m.CONTAINER_ROOTFS_SIZE)
-        current = {c.name for c in inventory.containers} if inventory else set()
-        for c in snap.containers:
-            if c.name not in current:
-                continue  # removed since the slower size job ran, or the inventory failed
+        for c in current_container_sizes(snap, inventory):
             if c.rw is not None:
                 rw.add_metric([c.name], float(c.rw))
             if c.root_fs is not None:

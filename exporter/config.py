@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import re
 import ssl
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .metrics import DISK_RESOURCES
+from .metrics import CONTAINER_SIZES, DISK_RESOURCES, DISK_USAGE, INVENTORY
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 DEFAULT_PORT = 9487
@@ -23,7 +23,15 @@ _LABEL_NAME_RE = re.compile(r"[^a-zA-Z0-9_]")
 
 
 class ConfigError(ValueError):
-    """Bad configuration; the message is one sentence for the user."""
+    """Bad configuration; the message is one sentence for the user.
+
+    ``field`` names the setting at fault where the message does not (the config file
+    loader puts it in front of the message).
+    """
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -50,25 +58,233 @@ class JobSchedule:
     interval: float  # seconds; 0 turns the job off
     timeout: float
 
+    @property
+    def enabled(self) -> bool:
+        return self.interval > 0
+
+
+@dataclass(frozen=True)
+class JobSetting:
+    """One scheduled job's interval and timeout, as flags and as config-file keys.
+
+    ``JOB_SETTINGS`` is the one table the flags, the file's keys and their validation
+    are generated from.
+    """
+
+    job: str  # the job's name, as in metrics.JOBS
+    flag_stem: str  # --collect.<stem>interval, --collect.<stem>timeout
+    key_stem: str  # <stem>interval, <stem>timeout in the config file
+    interval: str  # defaults
+    timeout: str
+    optional: bool  # an interval of 0 turns the job off
+    what: str  # for the help texts
+
+    @property
+    def interval_flag(self) -> str:
+        return f"--collect.{self.flag_stem}interval"
+
+    @property
+    def timeout_flag(self) -> str:
+        return f"--collect.{self.flag_stem}timeout"
+
+    @property
+    def interval_key(self) -> str:
+        return f"{self.key_stem}interval"
+
+    @property
+    def timeout_key(self) -> str:
+        return f"{self.key_stem}timeout"
+
+
+JOB_SETTINGS = (
+    JobSetting(INVENTORY, "", "collect_", "15s", "5s", False, "inventory (images and containers)"),
+    JobSetting(DISK_USAGE, "disk-usage-", "disk_usage_", "5m", "2m", True, "/system/df"),
+    JobSetting(
+        CONTAINER_SIZES,
+        "container-sizes-",
+        "container_sizes_",
+        "0",
+        "2m",
+        True,
+        "container size (/containers/json?size=1, costly)",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One command-line flag. Its name is written here only; code reads values by the Flag."""
+
+    name: str
+    help: str
+    default: object = None
+    boolean: bool = False  # --x / --no-x
+    choices: tuple[str, ...] = ()
+    metavar: str | None = None
+
+    @property
+    def dest(self) -> str:
+        return self.name.lstrip("-").replace(".", "_").replace("-", "_")
+
+
+DEFAULT_LABELS = "com.docker.compose.project,com.docker.compose.service"
+LOG_LEVELS = ("debug", "info", "warn", "error")
+
+LISTEN = Flag("--web.listen-address", "address to serve /metrics on", f":{DEFAULT_PORT}")
+HOST = Flag(
+    "--docker.host",
+    f"engine address, unix:///path or tcp://host:port (default: $DOCKER_HOST or {DEFAULT_HOST})",
+)
+TLS_CA = Flag(
+    "--docker.tls-ca",
+    "CA file that signed the engine's certificate (default: $DOCKER_CERT_PATH/ca.pem when"
+    " DOCKER_TLS_VERIFY is set)",
+)
+TLS_CERT = Flag("--docker.tls-cert", "client certificate file")
+TLS_KEY = Flag("--docker.tls-key", "client key file")
+TLS_VERIFY = Flag(
+    "--docker.tls-verify",
+    "verify the engine's certificate (default: on whenever a CA is known)",
+    boolean=True,
+)
+JOB_FLAGS: dict[str, tuple[Flag, Flag]] = {
+    s.job: (
+        Flag(
+            s.interval_flag,
+            f"interval of the {s.what} job" + (" (0 turns it off)" if s.optional else ""),
+            s.interval,
+        ),
+        Flag(s.timeout_flag, f"timeout of each request of the {s.what} job", s.timeout),
+    )
+    for s in JOB_SETTINGS
+}
+RESOURCES = Flag(
+    "--collect.disk-usage-resources",
+    "resources the disk_usage job asks for (API 1.42+ computes only these)",
+    ",".join(DISK_RESOURCES),
+)
+PER_IMAGE = Flag(
+    "--collect.per-image", "export per-image series (off leaves the totals)", True, boolean=True
+)
+PER_CONTAINER = Flag(
+    "--collect.per-container",
+    "export per-container series (off leaves the totals)",
+    True,
+    boolean=True,
+)
+LABELS = Flag(
+    "--collect.container-labels",
+    "comma-separated container label keys exported on docker_container_labels",
+    DEFAULT_LABELS,
+)
+WORKERS = Flag(
+    "--collect.workers",
+    "threads that collect, shared by all targets: more than the engines that may hang at once",
+    "8",
+)
+ON_SCRAPE = Flag(
+    "--collect.on-scrape",
+    "collect a target only while it is scraped: from its first scrape until it has gone"
+    " unscraped for 3 collection intervals (for sharding by Prometheus hashmod)",
+    False,
+    boolean=True,
+)
+CONFIG_FILE = Flag(
+    "--config.file",
+    "YAML file of named targets and discovery sources; /metrics?target=NAME serves each",
+    metavar="PATH",
+)
+WATCH_INTERVAL = Flag(
+    "--config.watch-interval",
+    "how often the config file and discovery sources are checked for changes (0: on SIGHUP only)",
+    "5s",
+)
+HEALTHCHECK = Flag(
+    "--healthcheck",
+    "check /-/healthy of the exporter serving on --web.listen-address and exit 0 when healthy,"
+    " 1 otherwise (for a container HEALTHCHECK without curl)",
+    False,
+)
+LOG_LEVEL = Flag("--log.level", "log level", "info", choices=LOG_LEVELS)
+
+FLAG_GROUPS: dict[str, tuple[Flag, ...]] = {
+    "web": (LISTEN,),
+    "engine (one target; the defaults of every target with --config.file)": (
+        HOST,
+        TLS_CA,
+        TLS_CERT,
+        TLS_KEY,
+        TLS_VERIFY,
+    ),
+    "collection": (
+        *(flag for pair in JOB_FLAGS.values() for flag in pair),
+        RESOURCES,
+        PER_IMAGE,
+        PER_CONTAINER,
+        LABELS,
+        WORKERS,
+    ),
+    "operation": (HEALTHCHECK, LOG_LEVEL),
+}
+
+
+def job_schedule(
+    setting: JobSetting, interval: str, timeout: str, names: tuple[str, str]
+) -> JobSchedule:
+    """The one validation of every job's interval and timeout; ``names`` name them in errors."""
+    interval_name, timeout_name = names
+    every = parse_duration(interval, interval_name, allow_zero=setting.optional)
+    limit = parse_duration(timeout, timeout_name)
+    if every and limit >= every:
+        raise ConfigError(
+            f"{timeout_name} ({timeout}) must be shorter than {interval_name} ({interval})"
+        )
+    return JobSchedule(every, limit)
+
+
+@dataclass(frozen=True)
+class Schedules:
+    """Each job's schedule; the fields are named like the jobs in ``JOB_SETTINGS``."""
+
+    inventory: JobSchedule
+    disk_usage: JobSchedule
+    container_sizes: JobSchedule
+
+
+@dataclass(frozen=True)
+class TargetSettings:
+    """What may be set per target (in the config file) or once (by flags)."""
+
+    schedules: Schedules
+    disk_usage_resources: tuple[str, ...] = DISK_RESOURCES
+    per_image: bool = True
+    per_container: bool = True
+    container_labels: tuple[str, ...] = ()
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        return tuple(label_name(k) for k in self.container_labels)
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    name: str
+    engine: EngineConfig
+    settings: TargetSettings
+
 
 @dataclass(frozen=True)
 class Config:
     listen_host: str
     listen_port: int
-    engine: EngineConfig
-    inventory: JobSchedule
-    disk_usage: JobSchedule
-    container_sizes: JobSchedule
-    disk_usage_resources: tuple[str, ...] = DISK_RESOURCES
-    per_image: bool = True
-    per_container: bool = True
-    container_labels: tuple[str, ...] = ()
+    log_level: str
+    target: TargetConfig  # from the flags and DOCKER_*; the fleet's defaults with --config.file
+    config_file: str | None = None
+    workers: int = 8
+    collect_on_scrape: bool = False
+    watch_interval: float = 5.0  # how often watched files are checked (0: only on SIGHUP)
     warnings: tuple[str, ...] = field(default=(), compare=False)
     healthcheck: bool = False
-
-    @property
-    def label_names(self) -> tuple[str, ...]:
-        return tuple(label_name(k) for k in self.container_labels)
 
 
 def parse_duration(text: str, what: str, allow_zero: bool = False) -> float:
@@ -85,7 +301,7 @@ def parse_duration(text: str, what: str, allow_zero: bool = False) -> float:
 def parse_listen_address(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"--web.listen-address '{text}' is not HOST:PORT or :PORT")
+        raise ConfigError(f"{LISTEN.name} '{text}' is not HOST:PORT or :PORT")
     host = host.strip("[]")
     return host, int(port)
 
@@ -95,29 +311,32 @@ def label_name(key: str) -> str:
     return "label_" + _LABEL_NAME_RE.sub("_", key)
 
 
-def parse_label_keys(text: str) -> tuple[str, ...]:
-    keys = tuple(dict.fromkeys(k.strip() for k in text.split(",") if k.strip()))
+def _items(value: str | Sequence[str]) -> tuple[str, ...]:
+    """A comma-separated flag value or a list from the config file, stripped and deduplicated."""
+    parts = value.split(",") if isinstance(value, str) else value
+    return tuple(dict.fromkeys(p.strip() for p in parts if p.strip()))
+
+
+def parse_label_keys(value: str | Sequence[str], what: str = LABELS.name) -> tuple[str, ...]:
+    keys = _items(value)
     seen: dict[str, str] = {}
     for key in keys:
         name = label_name(key)
         if name in seen:
-            raise ConfigError(
-                f"--collect.container-labels keys '{seen[name]}' and '{key}' both become {name}"
-            )
+            raise ConfigError(f"{what} keys '{seen[name]}' and '{key}' both become {name}")
         seen[name] = key
     return keys
 
 
-def parse_resources(text: str) -> tuple[str, ...]:
-    items = tuple(dict.fromkeys(r.strip() for r in text.split(",") if r.strip()))
+def parse_resources(value: str | Sequence[str], what: str = RESOURCES.name) -> tuple[str, ...]:
+    items = _items(value)
     for item in items:
         if item not in DISK_RESOURCES:
             raise ConfigError(
-                f"--collect.disk-usage-resources has unknown '{item}';"
-                f" choose from {', '.join(DISK_RESOURCES)}"
+                f"{what} has unknown '{item}'; choose from {', '.join(DISK_RESOURCES)}"
             )
     if not items:
-        raise ConfigError("--collect.disk-usage-resources needs at least one resource")
+        raise ConfigError(f"{what} needs at least one resource")
     return items
 
 
@@ -150,6 +369,43 @@ def _readable(path: str, what: str) -> str:
     return path
 
 
+def check_tls_files(ca: str | None, cert: str | None, key: str | None) -> None:
+    """Each file readable and PEM, the certificate and key a pair; ConfigError with its field."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if ca:
+        try:
+            _readable(ca, "the engine CA file")
+            context.load_verify_locations(ca)
+        except ConfigError as exc:
+            raise ConfigError(str(exc), "ca") from None
+        except ssl.SSLError:
+            raise ConfigError(f"the engine CA file {ca} holds no PEM certificate", "ca") from None
+    if cert and key:
+        for path, what, name in (
+            (cert, "the client certificate", "cert"),
+            (key, "the client key", "key"),
+        ):
+            try:
+                _readable(path, what)
+            except ConfigError as exc:
+                raise ConfigError(str(exc), name) from None
+        try:
+            context.load_cert_chain(cert, key)
+        except ssl.SSLError:
+            raise ConfigError(
+                f"the client certificate {cert} and key {key} are not a matching PEM pair", "cert"
+            ) from None
+
+
+def tls_warning(verify: bool) -> tuple[str, ...]:
+    if verify:
+        return ()
+    return (
+        "TLS without server verification: the engine's identity is not checked"
+        " (use only for hosts whose certificate does not name the address you use)",
+    )
+
+
 def resolve_engine(
     env: Mapping[str, str],
     host: str | None = None,
@@ -163,13 +419,14 @@ def resolve_engine(
     As in the docker CLI: DOCKER_TLS_VERIFY set to any non-empty value turns TLS with
     verification on, DOCKER_TLS turns TLS on without verification, and DOCKER_CERT_PATH
     (default ~/.docker) holds ca.pem, cert.pem and key.pem. A CA given by flag means
-    verification unless --no-docker.tls-verify says otherwise.
+    verification unless --no-docker.tls-verify says otherwise (names of the ``HOST``,
+    ``TLS_*`` flags).
     """
     env_verify = bool(env.get("DOCKER_TLS_VERIFY"))
     env_tls = bool(env.get("DOCKER_TLS"))
     flags_tls = any(v is not None for v in (ca, cert, key)) or verify is not None
     tls_on = env_verify or env_tls or flags_tls
-    source = "--docker.host" if host else "DOCKER_HOST"
+    source = HOST.name if host else "DOCKER_HOST"
     raw_host = host or env.get("DOCKER_HOST") or DEFAULT_HOST
     canonical = parse_host(raw_host, source, tls_on)
     if canonical.startswith("unix://"):
@@ -195,28 +452,95 @@ def resolve_engine(
     key_file = default("key.pem", key)
     if (cert_file is None) != (key_file is None):
         raise ConfigError(
-            "a client certificate needs its key: give both --docker.tls-cert and --docker.tls-key"
+            f"a client certificate needs its key: give both {TLS_CERT.name} and {TLS_KEY.name}"
         )
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    if ca_file:
-        _readable(ca_file, "the engine CA file")
-        try:
-            context.load_verify_locations(ca_file)
-        except ssl.SSLError:
-            raise ConfigError(f"the engine CA file {ca_file} holds no PEM certificate") from None
-    if cert_file and key_file:
-        _readable(cert_file, "the client certificate")
-        _readable(key_file, "the client key")
-        try:
-            context.load_cert_chain(cert_file, key_file)
-        except ssl.SSLError:
-            raise ConfigError(
-                f"the client certificate {cert_file} and key {key_file} are not a matching PEM pair"
-            ) from None
-    warnings: tuple[str, ...] = ()
-    if not verify:
-        warnings = (
-            "TLS without server verification: the engine's identity is not checked"
-            " (use only for hosts whose certificate does not name the address you use)",
+    check_tls_files(ca_file, cert_file, key_file)
+    settings = TLSSettings(ca_file, cert_file, key_file, verify)
+    return EngineConfig(canonical, settings), tls_warning(verify)
+
+
+def settings_from(
+    values: Mapping[str, object], names: Mapping[str, str], base: TargetSettings | None = None
+) -> TargetSettings:
+    """Per-target settings from raw values keyed by config-file key; ``names`` says how an
+    error names each key (a flag or a file field); keys absent from ``values`` keep ``base``.
+    """
+    schedules = {}
+    for s in JOB_SETTINGS:
+        old = getattr(base.schedules, s.job) if base else None
+        interval = values.get(s.interval_key, old and _seconds_text(old.interval))
+        timeout = values.get(s.timeout_key, old and _seconds_text(old.timeout))
+        schedules[s.job] = job_schedule(
+            s, str(interval), str(timeout), (names[s.interval_key], names[s.timeout_key])
         )
-    return EngineConfig(canonical, TLSSettings(ca_file, cert_file, key_file, verify)), warnings
+    changes: dict[str, object] = {"schedules": Schedules(**schedules)}
+    if "disk_usage_resources" in values:
+        changes["disk_usage_resources"] = parse_resources(
+            values["disk_usage_resources"],  # type: ignore[arg-type]
+            names["disk_usage_resources"],
+        )
+    if "container_labels" in values:
+        changes["container_labels"] = parse_label_keys(
+            values["container_labels"],  # type: ignore[arg-type]
+            names["container_labels"],
+        )
+    for key in ("per_image", "per_container"):
+        if key in values:
+            changes[key] = values[key]
+    if base is None:
+        return TargetSettings(**changes)  # type: ignore[arg-type]
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def _seconds_text(seconds: float) -> str:
+    return f"{seconds:g}s"
+
+
+FLAG_KEYS: dict[str, Flag] = {
+    **{s.interval_key: JOB_FLAGS[s.job][0] for s in JOB_SETTINGS},
+    **{s.timeout_key: JOB_FLAGS[s.job][1] for s in JOB_SETTINGS},
+    "disk_usage_resources": RESOURCES,
+    "per_image": PER_IMAGE,
+    "per_container": PER_CONTAINER,
+    "container_labels": LABELS,
+}
+"""The per-target settings that flags set, by their config-file key."""
+
+
+def from_flags(values: Mapping[Flag, object], env: Mapping[str, str]) -> Config:
+    """Parsed flag values and the environment to a Config; ConfigError on any problem."""
+
+    def text(flag: Flag) -> str | None:
+        value = values.get(flag, flag.default)
+        return None if value is None else str(value)
+
+    listen_host, listen_port = parse_listen_address(str(text(LISTEN)))
+    engine, warnings = resolve_engine(
+        env,
+        text(HOST),
+        text(TLS_CA),
+        text(TLS_CERT),
+        text(TLS_KEY),
+        values.get(TLS_VERIFY),  # type: ignore[arg-type]
+    )
+    settings = settings_from(
+        {key: values.get(flag, flag.default) for key, flag in FLAG_KEYS.items()},
+        {key: flag.name for key, flag in FLAG_KEYS.items()},
+    )
+    workers_text = str(text(WORKERS))
+    if not workers_text.isdigit() or not 0 < int(workers_text) <= 1024:
+        raise ConfigError(f"{WORKERS.name} '{workers_text}' is not a number from 1 to 1024")
+    return Config(
+        listen_host=listen_host,
+        listen_port=listen_port,
+        log_level=str(text(LOG_LEVEL)),
+        target=TargetConfig("", engine, settings),
+        config_file=text(CONFIG_FILE),
+        workers=int(workers_text),
+        collect_on_scrape=bool(values.get(ON_SCRAPE, False)),
+        watch_interval=parse_duration(
+            str(text(WATCH_INTERVAL)), WATCH_INTERVAL.name, allow_zero=True
+        ),
+        warnings=warnings,
+        healthcheck=bool(values.get(HEALTHCHECK, False)),
+    )

@@ -1,34 +1,40 @@
 """Scheduled jobs: fetch from the engine, parse records, build a snapshot, publish it.
 
-Each job has its own engine client and timeout, and APScheduler runs it with at most
-one instance at a time: a run that falls due while the previous one is still going is
-skipped and counted. A failure drops the job's data, sets its success to 0 and is
-logged once per cause; the next run retries by itself.
+Each job has its own engine client, schedule and result slot. One scheduler with a bounded
+worker pool runs every job of every target, never two runs of one job at a time: a run
+that falls due while the previous one is still going (or still waits for a worker) is
+skipped and counted. A failure drops the job's data, sets its success to 0 and is logged
+once per cause; the next run retries by itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from typing import Any, Generic, TypeVar
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobExecutionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from .config import Config
+from .config import EngineConfig, JobSchedule, TargetSettings
 from .engine import EngineClient, EngineError
-from .metrics import CONTAINER_SIZES, DISK_USAGE, INVENTORY
 from .records import EngineDataError, EngineInfo, parse_containers, parse_disk_usage, parse_images
 from .snapshot import (
-    JobStatus,
+    ContainerSizesSnapshot,
+    DiskUsageSnapshot,
+    InventorySnapshot,
     build_container_sizes,
     build_disk_usage,
     build_inventory,
 )
-from .state import Snapshot, State
+from .state import JobStatus, Slot, State
 
 log = logging.getLogger(__name__)
 
@@ -40,84 +46,99 @@ DF_TYPES = {
     "build_cache": "build-cache",
 }
 
+S = TypeVar("S")
 
-class Job:
+
+class Job(Generic[S]):
     """Fetch-and-build for one job; subclasses define ``collect``."""
 
-    name: str  # also the View field its snapshot goes to
-
-    def __init__(self, client: EngineClient) -> None:
+    def __init__(self, client: EngineClient, schedule: JobSchedule, slot: Slot[S]) -> None:
         self.client = client
+        self.schedule = schedule
+        self.slot = slot
 
-    def collect(self, now: float) -> Snapshot:
+    @property
+    def name(self) -> str:
+        return self.slot.job
+
+    def collect(self, now: float) -> S:
         raise NotImplementedError
 
 
-class InventoryJob(Job):
-    name = INVENTORY
-
-    def __init__(self, client: EngineClient, label_keys: tuple[str, ...]) -> None:
-        super().__init__(client)
+class InventoryJob(Job[InventorySnapshot]):
+    def __init__(
+        self,
+        client: EngineClient,
+        schedule: JobSchedule,
+        slot: Slot[InventorySnapshot],
+        label_keys: tuple[str, ...],
+        log_prefix: str = "",
+    ) -> None:
+        super().__init__(client, schedule, slot)
         self.label_keys = label_keys
+        self.log_prefix = log_prefix
         self.engine_seen: EngineInfo | None = None  # logged when it changes (upgrades)
 
-    def collect(self, now: float) -> Snapshot:
+    def collect(self, now: float) -> InventorySnapshot:
         engine = self.client.engine()
         if engine != self.engine_seen:
             self.engine_seen = engine
-            log.info("engine: %s %s, API %s", engine.product, engine.version, engine.api_version)
+            log.info(
+                "%sengine: %s %s, API %s",
+                self.log_prefix,
+                engine.product,
+                engine.version,
+                engine.api_version,
+            )
         images = parse_images(self.client.images())
         containers = parse_containers(self.client.containers())
         return build_inventory(engine, images, containers, now, self.label_keys)
 
 
-class DiskUsageJob(Job):
-    name = DISK_USAGE
-
-    def __init__(self, client: EngineClient, resources: tuple[str, ...], timeout: float) -> None:
-        super().__init__(client)
+class DiskUsageJob(Job[DiskUsageSnapshot]):
+    def __init__(
+        self,
+        client: EngineClient,
+        schedule: JobSchedule,
+        slot: Slot[DiskUsageSnapshot],
+        resources: tuple[str, ...],
+    ) -> None:
+        super().__init__(client, schedule, slot)
         self.resources = resources
-        self.timeout = timeout
 
-    def collect(self, now: float) -> Snapshot:
+    def collect(self, now: float) -> DiskUsageSnapshot:
         types = tuple(DF_TYPES[r] for r in self.resources)
-        raw = self.client.disk_usage(types, self.timeout)
+        raw = self.client.disk_usage(types, self.schedule.timeout)
         return build_disk_usage(parse_disk_usage(raw), now, self.resources)
 
 
-class ContainerSizesJob(Job):
-    name = CONTAINER_SIZES
-
-    def __init__(self, client: EngineClient, timeout: float) -> None:
-        super().__init__(client)
-        self.timeout = timeout
-
-    def collect(self, now: float) -> Snapshot:
-        raw = self.client.containers(size=True, timeout=self.timeout)
+class ContainerSizesJob(Job[ContainerSizesSnapshot]):
+    def collect(self, now: float) -> ContainerSizesSnapshot:
+        raw = self.client.containers(size=True, timeout=self.schedule.timeout)
         return build_container_sizes(parse_containers(raw), now)
 
 
-class Runner:
+class Runner(Generic[S]):
     """Runs one job, times it, publishes the outcome, and logs each failure cause once."""
 
     def __init__(
         self,
-        job: Job,
-        state: State,
+        job: Job[S],
         on_publish: Callable[[], None],
+        log_prefix: str = "",
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.job = job
-        self.state = state
         self.on_publish = on_publish
+        self.what = f"{log_prefix}{job.name} job"  # how the logs name it
         self.clock = clock
 
     def __call__(self) -> None:
         started = time.monotonic()
         now = self.clock()
-        # Only this runner changes the job's error, and never two runs of a job at a time.
-        previous_error = self.state.view.jobs[self.job.name].error
-        snapshot: Snapshot | None = None
+        # Only this runner changes the job's last error, and never two runs of a job at a time.
+        previous_error = self.job.slot.result.status.last_error
+        snapshot: S | None = None
         cause: str | None = None
         try:
             snapshot = self.job.collect(now)
@@ -126,76 +147,146 @@ class Runner:
         except Exception as exc:  # a bug must not stop the schedule; log it once with its trace
             cause = f"internal error: {type(exc).__name__}: {exc}"
             if cause != previous_error:
-                log.exception("%s job: %s", self.job.name, cause)
+                log.exception("%s: %s", self.what, cause)
                 previous_error = cause
         duration = time.monotonic() - started
         update: Callable[[JobStatus], JobStatus]
         if cause is None:
             if previous_error is not None:
-                log.info("%s job: recovered", self.job.name)
-
-            def update(s: JobStatus) -> JobStatus:
-                return replace(s, success=True, duration=duration, last_success=now, error=None)
-
-        else:
-            if cause != previous_error:
-                log.error("%s job: %s", self.job.name, cause)
+                log.info("%s: recovered", self.what)
 
             def update(s: JobStatus) -> JobStatus:
                 return replace(
-                    s, success=False, duration=duration, errors=s.errors + 1, error=cause
+                    s, success=True, duration=duration, last_success=now, last_error=None
                 )
 
-        self.state.publish(self.job.name, update, snapshot)
+        else:
+            if cause != previous_error:
+                log.error("%s: %s", self.what, cause)
+
+            def update(s: JobStatus) -> JobStatus:
+                return replace(
+                    s, success=False, duration=duration, failures=s.failures + 1, last_error=cause
+                )
+
+        self.job.slot.publish(update, snapshot)
+        self.on_publish()
+
+    def skipped(self) -> None:
+        self.job.slot.count_skip()
         self.on_publish()
 
 
-def build_jobs(config: Config) -> list[Job]:
-    jobs: list[Job] = [
-        InventoryJob(EngineClient(config.engine, config.inventory.timeout), config.container_labels)
+def build_jobs(
+    engine: EngineConfig, settings: TargetSettings, state: State, log_prefix: str = ""
+) -> list[Job[Any]]:
+    """The target's jobs, each with its own engine client (a slow df never holds the
+    inventory's connection) and the slot it publishes to; jobs turned off are left out."""
+    schedules = settings.schedules
+
+    def client(schedule: JobSchedule) -> EngineClient:
+        return EngineClient(engine, schedule.timeout)
+
+    jobs: list[Job[Any]] = [
+        InventoryJob(
+            client(schedules.inventory),
+            schedules.inventory,
+            state.inventory,
+            settings.container_labels,
+            log_prefix,
+        )
     ]
-    if config.disk_usage.interval > 0:
-        client = EngineClient(config.engine, config.disk_usage.timeout)
-        jobs.append(DiskUsageJob(client, config.disk_usage_resources, config.disk_usage.timeout))
-    if config.container_sizes.interval > 0:
-        client = EngineClient(config.engine, config.container_sizes.timeout)
-        jobs.append(ContainerSizesJob(client, config.container_sizes.timeout))
+    if schedules.disk_usage.enabled:
+        jobs.append(
+            DiskUsageJob(
+                client(schedules.disk_usage),
+                schedules.disk_usage,
+                state.disk_usage,
+                settings.disk_usage_resources,
+            )
+        )
+    if schedules.container_sizes.enabled:
+        jobs.append(
+            ContainerSizesJob(
+                client(schedules.container_sizes), schedules.container_sizes, state.container_sizes
+            )
+        )
     return jobs
 
 
-def start_scheduler(
-    config: Config, runners: list[Runner], state: State, on_publish: Callable[[], None]
-) -> BackgroundScheduler:
-    """One interval job per runner, the first run at once, never two of a job at a time."""
-    intervals = {
-        INVENTORY: config.inventory.interval,
-        DISK_USAGE: config.disk_usage.interval,
-        CONTAINER_SIZES: config.container_sizes.interval,
-    }
-    scheduler = BackgroundScheduler(
-        executors={"default": ThreadPoolExecutor(max_workers=len(runners) + 1)},
-        job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None},
-        timezone=timezone.utc,
-    )
-    logged: set[str] = set()
+class Scheduler:
+    """One APScheduler with a bounded worker pool for the jobs of every target.
 
-    def skipped(event: JobExecutionEvent) -> None:
-        state.count_skip(event.job_id)
-        on_publish()
-        if event.job_id not in logged:
-            logged.add(event.job_id)
-            log.warning("%s job: a run was skipped, the previous one is still going", event.job_id)
+    Each runner is an interval job with its own id; its first run is at once. A run that
+    falls due while the previous run is still going, or still waits for a free worker,
+    is skipped, counted on the job's slot and logged once per job.
+    """
 
-    scheduler.add_listener(skipped, EVENT_JOB_MAX_INSTANCES)
-    now = datetime.now(timezone.utc)
-    for runner in runners:
-        scheduler.add_job(
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._scheduler = BackgroundScheduler(
+            executors={
+                "default": ThreadPoolExecutor(max_workers=workers),
+                # reload checks and idle stops never wait behind hanging engines
+                "housekeeping": ThreadPoolExecutor(max_workers=1),
+            },
+            job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None},
+            timezone=timezone.utc,
+        )
+        self._lock = threading.Lock()
+        self._runners: dict[str, Runner[Any]] = {}
+        self._skip_logged: set[str] = set()
+        self._scheduler.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES)
+
+    def _skipped(self, event: JobExecutionEvent) -> None:
+        with self._lock:
+            runner = self._runners.get(event.job_id)
+            first = event.job_id not in self._skip_logged
+            self._skip_logged.add(event.job_id)
+        if runner is None:
+            return
+        runner.skipped()
+        if first:
+            log.warning(
+                "%s: a run was skipped, the previous one is still going or waits for a worker",
+                runner.what,
+            )
+
+    def start(self) -> None:
+        self._scheduler.start()
+
+    def add(self, job_id: str, runner: Runner[Any], delay: float = 0.0) -> None:
+        with self._lock:
+            self._runners[job_id] = runner
+            self._skip_logged.discard(job_id)
+        first = datetime.now(timezone.utc) + timedelta(seconds=delay)
+        self._scheduler.add_job(
             runner,
             "interval",
-            seconds=intervals[runner.job.name],
-            id=runner.job.name,
-            name=runner.job.name,
-            next_run_time=now,
+            seconds=runner.job.schedule.interval,
+            id=job_id,
+            name=job_id,
+            next_run_time=first,
+            replace_existing=True,
         )
-    scheduler.start()
-    return scheduler
+
+    def remove(self, job_id: str) -> None:
+        with self._lock:
+            self._runners.pop(job_id, None)
+        with contextlib.suppress(JobLookupError):  # removed twice
+            self._scheduler.remove_job(job_id)
+
+    def every(self, job_id: str, seconds: float, func: Callable[[], None]) -> None:
+        """A housekeeping task (reload checks, idle targets), not a collection."""
+        self._scheduler.add_job(
+            func,
+            "interval",
+            seconds=seconds,
+            id=job_id,
+            name=job_id,
+            executor="housekeeping",
+            replace_existing=True,
+        )
+
+    def shutdown(self) -> None:
+        self._scheduler.shutdown(wait=False)

@@ -329,13 +329,3 @@ def build_container_sizes(
         collected_at,
         tuple(ContainerSize(c.name, c.size_rw, c.size_root_fs) for c in containers),
     )
-
-
-@dataclass(frozen=True)
-class JobStatus:
-    success: bool = False
-    duration: float | None = None
-    last_success: float | None = None
-    errors: int = 0
-    skipped: int = 0
-    error: str | None = None  # the cause of the last failure, while it lasts

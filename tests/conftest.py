@@ -58,7 +58,7 @@ def synthetic_inventory() -> InventorySnapshot:
 @pytest.fixture
 def exporter_state() -> State:
     """An empty state with the inventory and disk_usage jobs."""
-    return State(("inventory", "disk_usage"))
+    return State(disk_usage=True)
 
 
 @pytest.fixture

@@ -14,18 +14,16 @@ from prometheus_client import CollectorRegistry
 from exporter.collector import DockerCollector
 from exporter.config import label_name
 from exporter.exposition import Rendered, render
-from exporter.metrics import CONTAINER_SIZES, DISK_USAGE, INVENTORY, JOBS
 from exporter.records import parse_containers, parse_disk_usage, parse_images, parse_version
 from exporter.snapshot import (
     ContainerSizesSnapshot,
     DiskUsageSnapshot,
     InventorySnapshot,
-    JobStatus,
     build_container_sizes,
     build_disk_usage,
     build_inventory,
 )
-from exporter.state import State
+from exporter.state import JobStatus, Slot, State
 from tests.support.paths import load
 
 NOW = 1765000000.0
@@ -85,13 +83,17 @@ def synthetic_container_sizes(*, now: float = NOW) -> ContainerSizesSnapshot:
     return build_container_sizes(parse_containers(load(SYNTHETIC["system_df"])["Containers"]), now)
 
 
+def publish_synthetic(state: State, *, now: float = NOW) -> State:
+    """Every job of ``state`` publishes its snapshot of the synthetic answers."""
+    publish(state.inventory, synthetic_inventory(now=now), now=now)
+    publish(state.disk_usage, synthetic_disk_usage(now=now), now=now)
+    publish(state.container_sizes, synthetic_container_sizes(now=now), now=now)
+    return state
+
+
 def synthetic_state(*, now: float = NOW) -> State:
     """A state where every job published its snapshot of the synthetic answers."""
-    state = State(JOBS)
-    publish(state, INVENTORY, synthetic_inventory(now=now), now=now)
-    publish(state, DISK_USAGE, synthetic_disk_usage(now=now), now=now)
-    publish(state, CONTAINER_SIZES, synthetic_container_sizes(now=now), now=now)
-    return state
+    return publish_synthetic(State(disk_usage=True, container_sizes=True), now=now)
 
 
 def exporter_registry(
@@ -108,15 +110,15 @@ def exporter_registry(
     return registry
 
 
-def publish(state: State, job: str, snapshot: Any, *, now: float = NOW) -> None:
-    """Publish ``snapshot`` as a successful run of ``job`` that finished at ``now``."""
+def publish(slot: Slot[Any], snapshot: Any, *, now: float = NOW) -> None:
+    """Publish ``snapshot`` to a job's slot as a successful run that finished at ``now``."""
     ok = JobStatus(success=True, duration=0.25, last_success=now)
-    state.publish(job, lambda _: ok, snapshot)
+    slot.publish(lambda _: ok, snapshot)
 
 
 def rendered(snapshot: InventorySnapshot, *, labels: tuple[str, ...] = LABELS) -> Rendered:
     """Both formats of the exposition of one published inventory."""
-    state = State(("inventory",))
+    state = State(disk_usage=False)
     registry = exporter_registry(state, labels=labels)
-    publish(state, "inventory", snapshot)
+    publish(state.inventory, snapshot)
     return render(registry)

@@ -11,8 +11,12 @@ App = Callable[[dict[str, Any], Callable[[str, list[tuple[str, str]]], None]], I
 def call(
     app: App, path: str, method: str = "GET", **headers: str
 ) -> tuple[str, dict[str, str], bytes]:
-    """Status line, headers and body of one request; ``accept_encoding=`` is Accept-Encoding."""
-    environ: dict[str, Any] = {"PATH_INFO": path, "REQUEST_METHOD": method}
+    """Status line, headers and body of one request; ``accept_encoding=`` is Accept-Encoding.
+
+    ``path`` may carry a query string (``/metrics?target=a``).
+    """
+    path, _, query = path.partition("?")
+    environ: dict[str, Any] = {"PATH_INFO": path, "QUERY_STRING": query, "REQUEST_METHOD": method}
     environ.update({f"HTTP_{k.upper()}": v for k, v in headers.items()})
     out: dict[str, Any] = {}
 

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from exporter.cli import parse_config
+from exporter.config import JobSchedule, Schedules
 from tests.support.env import clean_env
 from tests.support.process import exporter_command
 
@@ -75,13 +76,19 @@ def test_help_and_version():
 
 
 def test_defaults():
-    config, level = parse_config([], {})
+    config = parse_config([], {})
     assert (config.listen_host, config.listen_port) == ("", 9487)
-    assert config.engine.host == "unix:///var/run/docker.sock"
-    assert (config.inventory.interval, config.inventory.timeout) == (15, 5)
-    assert (config.disk_usage.interval, config.container_sizes.interval) == (300, 0)
-    assert config.container_labels == ("com.docker.compose.project", "com.docker.compose.service")
-    assert level == "info"
+    assert config.target.engine.host == "unix:///var/run/docker.sock"
+    settings = config.target.settings
+    assert settings.schedules == Schedules(
+        JobSchedule(15, 5), JobSchedule(300, 120), JobSchedule(0, 120)
+    )
+    assert settings.container_labels == (
+        "com.docker.compose.project",
+        "com.docker.compose.service",
+    )
+    assert (config.log_level, config.workers, config.collect_on_scrape) == ("info", 8, False)
+    assert config.config_file is None
 
 
 def test_healthcheck_fails_without_a_server():

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import pytest
+
+from exporter.collector import current_container_sizes, current_image_disk
 from exporter.records import parse_containers, parse_disk_usage, parse_images, parse_version
 from exporter.snapshot import (
-    JobStatus,
+    ContainerFacts,
+    ContainerSize,
+    ContainerSizesSnapshot,
+    DiskUsageSnapshot,
+    ImageDiskFacts,
+    ImageFacts,
+    InventorySnapshot,
     build_disk_usage,
     build_inventory,
 )
-from exporter.state import State
+from exporter.state import JobStatus, State
 from tests.support.inventory import (
     NOW,
     SYNTHETIC,
@@ -20,12 +29,12 @@ from tests.support.paths import load
 
 
 def setup(per_image=True, per_container=True):
-    state = State(("inventory", "disk_usage"))
+    state = State(disk_usage=True)
     return state, exporter_registry(state, per_image=per_image, per_container=per_container)
 
 
 def publish_inventory(state, images=SYNTHETIC["images"]):
-    publish(state, "inventory", synthetic_inventory(images=images))
+    publish(state.inventory, synthetic_inventory(images=images))
 
 
 def test_before_any_collection_only_exporter_series():
@@ -121,14 +130,14 @@ def test_removed_objects_vanish_and_failure_drops_per_object_series():
         reg.get_sample_value("docker_container_state", {"name": "web-1", "state": "running"}) == 1
     )
     snap = build_inventory(parse_version({}), parse_images([]), parse_containers([]), NOW + 15)
-    state.publish("inventory", lambda _: JobStatus(success=True, last_success=NOW + 15), snap)
+    state.inventory.publish(lambda _: JobStatus(success=True, last_success=NOW + 15), snap)
     assert (
         reg.get_sample_value("docker_container_state", {"name": "web-1", "state": "running"})
         is None
     )
     assert reg.get_sample_value("docker_images") == 0
-    failed = JobStatus(success=False, last_success=NOW + 15, errors=1, error="down")
-    state.publish("inventory", lambda _: failed, None)
+    failed = JobStatus(success=False, last_success=NOW + 15, failures=1, last_error="down")
+    state.inventory.publish(lambda _: failed, None)
     text = "\n".join(str(s) for f in reg.collect() for s in f.samples)
     assert reg.get_sample_value("docker_up") == 0
     assert (
@@ -186,7 +195,7 @@ def test_api_1_44_images_do_not_leak_minus_one():
 def test_disk_usage_values():
     state, reg = setup()
     snap = build_disk_usage(parse_disk_usage(load("synthetic/system_df-1.52.json")), NOW)
-    state.publish("disk_usage", lambda _: JobStatus(success=True, last_success=NOW), snap)
+    state.disk_usage.publish(lambda _: JobStatus(success=True, last_success=NOW), snap)
     g = reg.get_sample_value
     # no current inventory: no per-image df series (they could name removed images)
     assert (
@@ -224,5 +233,68 @@ def test_disk_usage_values():
 def test_disk_data_does_not_fake_up():
     state, reg = setup()
     snap = build_disk_usage(parse_disk_usage(load("synthetic/system_df-1.52.json")), NOW)
-    state.publish("disk_usage", lambda _: JobStatus(success=True, last_success=NOW), snap)
+    state.disk_usage.publish(lambda _: JobStatus(success=True, last_success=NOW), snap)
     assert reg.get_sample_value("docker_up") == 0
+
+
+def _inventory(images: list[tuple[str, str]], containers: list[str]) -> InventorySnapshot:
+    engine = parse_version({})
+    return InventorySnapshot(
+        collected_at=NOW,
+        engine=engine,
+        images=tuple(
+            ImageFacts(image_id, name, 1, None, 0, (), False, None) for image_id, name in images
+        ),
+        containers=tuple(
+            ContainerFacts(name, "c" * 12, "i", "i" * 12, "running", None, None, None, False, ())
+            for name in containers
+        ),
+        images_total=len(images),
+        images_dangling=0,
+        images_unused=0,
+        containers_by_state={},
+    )
+
+
+def _df(*images: tuple[str, str]) -> DiskUsageSnapshot:
+    facts = tuple(ImageDiskFacts(image_id, name, 10, 5) for image_id, name in images)
+    return DiskUsageSnapshot(NOW, {}, facts, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("inventory", "df", "expected"),
+    [
+        # no inventory (failed or not yet run): nothing is known to be current
+        (None, _df(("a" * 12, "app:1")), ()),
+        # kept, and renamed to the inventory's name (Podman's df says a bare "1")
+        (
+            _inventory([("a" * 12, "app:1")], []),
+            _df(("a" * 12, "1")),
+            (ImageDiskFacts("a" * 12, "app:1", 10, 5),),
+        ),
+        # an image removed since the df ran is dropped, its order otherwise kept
+        (
+            _inventory([("a" * 12, "app:1"), ("b" * 12, "db:2")], []),
+            _df(("b" * 12, "db:2"), ("c" * 12, "gone:1"), ("a" * 12, "app:1")),
+            (ImageDiskFacts("b" * 12, "db:2", 10, 5), ImageDiskFacts("a" * 12, "app:1", 10, 5)),
+        ),
+        # an image the df has not seen yet has no df facts
+        (_inventory([("a" * 12, "app:1")], []), _df(), ()),
+    ],
+)
+def test_df_images_matched_against_the_newest_inventory(inventory, df, expected):
+    assert current_image_disk(df, inventory) == expected
+
+
+@pytest.mark.parametrize(
+    ("containers", "sizes", "expected"),
+    [
+        (None, ("web",), ()),
+        (["web", "db"], ("db", "old", "web"), ("db", "web")),
+        (["web"], (), ()),
+    ],
+)
+def test_container_sizes_matched_against_the_newest_inventory(containers, sizes, expected):
+    inventory = None if containers is None else _inventory([], containers)
+    snap = ContainerSizesSnapshot(NOW, tuple(ContainerSize(n, 1, 2) for n in sizes))
+    assert tuple(c.name for c in current_container_sizes(snap, inventory)) == expected

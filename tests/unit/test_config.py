@@ -7,8 +7,13 @@ from pathlib import Path
 import pytest
 
 from exporter.config import (
+    FLAG_GROUPS,
+    JOB_FLAGS,
+    JOB_SETTINGS,
     ConfigError,
+    JobSchedule,
     TLSSettings,
+    job_schedule,
     label_name,
     parse_duration,
     parse_label_keys,
@@ -185,3 +190,41 @@ def test_resources():
     assert parse_resources("images, volumes") == ("images", "volumes")
     with pytest.raises(ConfigError, match="unknown 'layers'"):
         parse_resources("images,layers")
+
+
+@pytest.mark.parametrize("setting", JOB_SETTINGS, ids=lambda s: s.job)
+def test_every_job_is_validated_the_same_way(setting):
+    interval, timeout = JOB_FLAGS[setting.job]
+    names = (interval.name, timeout.name)
+    assert job_schedule(setting, "1m", "30s", names) == JobSchedule(60, 30)
+    with pytest.raises(ConfigError) as err:
+        job_schedule(setting, "10s", "10s", names)
+    assert str(err.value) == f"{timeout.name} (10s) must be shorter than {interval.name} (10s)"
+    with pytest.raises(ConfigError) as err:
+        job_schedule(setting, "1m", "0", names)
+    assert str(err.value) == f"{timeout.name} must be longer than 0"
+    if setting.optional:
+        assert job_schedule(setting, "0", "1h", names) == JobSchedule(0, 3600)
+    else:
+        with pytest.raises(ConfigError) as err:
+            job_schedule(setting, "0", "1s", names)
+        assert str(err.value) == f"{interval.name} must be longer than 0"
+
+
+def test_each_job_has_its_flags_and_keys_once():
+    flags = [f.name for pair in JOB_FLAGS.values() for f in pair]
+    assert flags == [
+        "--collect.interval",
+        "--collect.timeout",
+        "--collect.disk-usage-interval",
+        "--collect.disk-usage-timeout",
+        "--collect.container-sizes-interval",
+        "--collect.container-sizes-timeout",
+    ]
+    every_flag = [f.name for group in FLAG_GROUPS.values() for f in group]
+    assert len(every_flag) == len(set(every_flag))
+    assert [(s.interval_key, s.timeout_key) for s in JOB_SETTINGS] == [
+        ("collect_interval", "collect_timeout"),
+        ("disk_usage_interval", "disk_usage_timeout"),
+        ("container_sizes_interval", "container_sizes_timeout"),
+    ]

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from exporter.exposition import Exposition
+from exporter.cli import parse_config
+from exporter.target import SingleTarget, Target
 from exporter.web import make_app
-from tests.support.inventory import exporter_registry, synthetic_state
+from tests.support.inventory import publish_synthetic
 from tests.support.paths import GOLDEN
 from tests.support.wsgi import call
 
@@ -27,10 +28,10 @@ FORMATS = {
 
 def scrape(accept: str, encoding: str = "identity") -> tuple[str, bytes]:
     """One /metrics answer of the exporter's app holding every job's synthetic snapshot."""
-    state = synthetic_state()
-    exposition = Exposition(exporter_registry(state))
-    exposition.refresh()
-    app = make_app(exposition, state, "unix:///var/run/docker.sock")
+    target = Target(parse_config(["--collect.container-sizes-interval", "5m"], {}).target)
+    publish_synthetic(target.state)
+    target.exposition.refresh()
+    app = make_app(SingleTarget(target))
     status, headers, body = call(app, "/metrics", accept=accept, accept_encoding=encoding)
     assert status.startswith("200")
     return headers["Content-Type"], body

@@ -7,10 +7,11 @@ import time
 
 import pytest
 
-from exporter.config import EngineConfig
+from exporter.config import EngineConfig, JobSchedule
 from exporter.engine import EngineClient
 from exporter.jobs import DiskUsageJob, InventoryJob, Runner
 from exporter.metrics import DISK_RESOURCES
+from exporter.snapshot import InventorySnapshot
 from exporter.state import State
 from tests.support.fake_engine import FakeEngine
 from tests.support.paths import load
@@ -34,18 +35,30 @@ def fake():
     engine.close()
 
 
-def runner(fake: FakeEngine, timeout: float = 2.0) -> tuple[Runner, State, list[int]]:
-    state = State(("inventory", "disk_usage"))
+def inventory_job(host: str, state: State, timeout: float = 2.0) -> InventoryJob:
+    client = EngineClient(EngineConfig(host), timeout)
+    return InventoryJob(client, JobSchedule(15.0, timeout), state.inventory, ())
+
+
+def df_job(fake: FakeEngine, state: State, resources: tuple[str, ...]) -> DiskUsageJob:
+    client = EngineClient(EngineConfig(fake.url), 2.0)
+    return DiskUsageJob(client, JobSchedule(300.0, 2.0), state.disk_usage, resources)
+
+
+def runner(
+    fake: FakeEngine, timeout: float = 2.0
+) -> tuple[Runner[InventorySnapshot], State, list[int]]:
+    state = State(disk_usage=True)
     published: list[int] = []
-    job = InventoryJob(EngineClient(EngineConfig(fake.url), timeout), ())
-    return Runner(job, state, lambda: published.append(1)), state, published
+    job = inventory_job(fake.url, state, timeout)
+    return Runner(job, lambda: published.append(1)), state, published
 
 
 def test_inventory_run_publishes_a_snapshot(fake):
     run, state, published = runner(fake)
     run()
-    view = state.view
-    assert view.ready and view.inventory is not None
+    view = state.view()
+    assert state.ready and view.inventory is not None
     assert view.jobs["inventory"].success is True
     assert view.inventory.images_total == 4
     assert view.inventory.engine.api_version == "1.52"
@@ -59,7 +72,8 @@ def test_requests_per_collection_do_not_grow_with_objects(n):
         run, state, _ = runner(engine)
         for _ in range(3):
             run()
-        assert state.view.inventory is not None and len(state.view.inventory.containers) == n
+        inventory = state.view().inventory
+        assert inventory is not None and len(inventory.containers) == n
         # /version once per client, then two requests per collection whatever n is
         assert dict(engine.requests) == {"/version": 1, "/images/json": 3, "/containers/json": 3}
     finally:
@@ -73,9 +87,9 @@ def test_failure_logged_once_per_cause_then_recovery(fake, caplog):
     fake.set("/images/json", b"<html>proxy error</html>")
     for _ in range(3):
         run()
-    status = state.view.jobs["inventory"]
-    assert (status.success, status.errors) == (False, 3)
-    assert state.view.inventory is None  # per-object data dropped, not served stale
+    status = state.view().jobs["inventory"]
+    assert (status.success, status.failures) == (False, 3)
+    assert state.view().inventory is None  # per-object data dropped, not served stale
     fake.set("/images/json", {"not": "a list"})
     run()
     fake.set("/images/json", load("synthetic/images-1.52.json"))
@@ -90,7 +104,8 @@ def test_failure_logged_once_per_cause_then_recovery(fake, caplog):
         "engine: Docker Engine 29.0.0, API 1.52",
         "inventory job: recovered",
     ]
-    assert state.view.jobs["inventory"].success and state.view.jobs["inventory"].errors == 4
+    status = state.view().jobs["inventory"]
+    assert status.success and status.failures == 4 and status.last_error is None
     assert not any(r.exc_info for r in caplog.records)
 
 
@@ -98,7 +113,7 @@ def test_http_errors_carry_the_engine_message(fake):
     run, state, _ = runner(fake)
     fake.answers.pop("/containers/json")
     run()
-    assert state.view.jobs["inventory"].error == (
+    assert state.view().jobs["inventory"].last_error == (
         "GET /containers/json: engine answered HTTP 404 page not found"
     )
 
@@ -109,50 +124,50 @@ def test_timeout_is_one_line_and_bounded(fake):
     started = time.monotonic()
     run()
     assert time.monotonic() - started < 2.0
-    assert state.view.jobs["inventory"].error == "GET /images/json: no answer within 0.3s"
+    assert state.view().jobs["inventory"].last_error == "GET /images/json: no answer within 0.3s"
 
 
 def test_engine_down_is_one_line():
-    state = State(("inventory",))
-    job = InventoryJob(EngineClient(EngineConfig("unix:///nonexistent/docker.sock"), 1.0), ())
-    Runner(job, state, lambda: None)()
-    assert state.view.jobs["inventory"].error == (
+    state = State()
+    Runner(inventory_job("unix:///nonexistent/docker.sock", state, 1.0), lambda: None)()
+    assert state.view().jobs["inventory"].last_error == (
         "GET /version: cannot connect: No such file or directory"
     )
-    assert state.view.ready
+    assert state.ready
 
 
 def test_disk_usage_asks_only_for_its_types_on_new_engines(fake):
-    client = EngineClient(EngineConfig(fake.url), 2.0)
-    state = State(("disk_usage",))
-    Runner(DiskUsageJob(client, ("images", "build_cache"), 2.0), state, lambda: None)()
-    assert state.view.disk_usage is not None
-    assert set(state.view.disk_usage.resources) == {"images", "build_cache"}
+    state = State()
+    Runner(df_job(fake, state, ("images", "build_cache")), lambda: None)()
+    disk_usage = state.view().disk_usage
+    assert disk_usage is not None
+    assert set(disk_usage.resources) == {"images", "build_cache"}
     assert fake.queries[-1] == ("/system/df", "type=image&type=build-cache")
 
 
 def test_disk_usage_on_old_engines_asks_for_everything(fake):
     fake.set("/version", dict(load("synthetic/version-1.52.json"), ApiVersion="1.41"))
-    client = EngineClient(EngineConfig(fake.url), 2.0)
-    state = State(("disk_usage",))
-    Runner(DiskUsageJob(client, DISK_RESOURCES, 2.0), state, lambda: None)()
+    state = State()
+    Runner(df_job(fake, state, DISK_RESOURCES), lambda: None)()
     assert fake.queries[-1] == ("/system/df", "")
-    assert state.view.disk_usage is not None
-    assert state.view.disk_usage.resources["volumes"].size == 800_000
+    disk_usage = state.view().disk_usage
+    assert disk_usage is not None
+    assert disk_usage.resources["volumes"].size == 800_000
 
 
 def test_skips_counted_during_a_run_survive_its_publish(fake):
     """The scheduler counts skips exactly while a run is in flight; its publish keeps them."""
-    state = State(("inventory",))
-    job = InventoryJob(EngineClient(EngineConfig(fake.url), 2.0), ())
+    state = State()
+    job = inventory_job(fake.url, state)
     collect = job.collect
+    run = Runner(job, lambda: None)
 
     def collect_while_skipped(now: float):
-        state.count_skip("inventory")  # what the scheduler's listener does meanwhile
-        state.count_skip("inventory")
+        run.skipped()  # what the scheduler's listener does meanwhile
+        run.skipped()
         return collect(now)
 
     job.collect = collect_while_skipped  # type: ignore[method-assign]
-    Runner(job, state, lambda: None)()
-    status = state.view.jobs["inventory"]
+    run()
+    status = state.view().jobs["inventory"]
     assert (status.success, status.skipped) == (True, 2)

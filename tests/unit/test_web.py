@@ -6,21 +6,21 @@ import gzip
 
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
 
-from exporter.exposition import Exposition
-from exporter.state import State
+from exporter.cli import parse_config
+from exporter.target import SingleTarget, Target
 from exporter.web import make_app
-from tests.support.inventory import exporter_registry, publish, synthetic_inventory
+from tests.support.inventory import publish, synthetic_inventory
 from tests.support.promql import parse_samples
 from tests.support.wsgi import call
 
 
 def make(ready: bool = True):
-    state = State(("inventory",))
-    exposition = Exposition(exporter_registry(state, labels=()))
+    flags = ["--collect.disk-usage-interval", "0", "--collect.container-labels", ""]
+    target = Target(parse_config(flags, {}).target)
     if ready:
-        publish(state, "inventory", synthetic_inventory(labels=()))
-        exposition.refresh()
-    return make_app(exposition, state, "unix:///var/run/docker.sock"), exposition
+        publish(target.state.inventory, synthetic_inventory(labels=()))
+        target.exposition.refresh()
+    return make_app(SingleTarget(target)), target.exposition
 
 
 def test_metrics_text_by_default():
@@ -61,6 +61,7 @@ def test_landing_health_and_ready():
     assert call(app, "/-/healthy")[0] == "200 OK"
     assert call(app, "/-/ready")[0] == "200 OK"
     assert call(app, "/nope")[0] == "404 Not Found"
+    assert call(app, "/targets")[0] == "404 Not Found"  # only with --config.file
     assert call(app, "/metrics", method="POST")[0] == "405 Method Not Allowed"
     not_ready, _ = make(ready=False)
     assert call(not_ready, "/-/ready")[0] == "503 Service Unavailable"

@@ -1,0 +1,90 @@
+"""A target: one engine with its clients, jobs, state and rendered exposition.
+
+Without --config.file the exporter has one target built from the flags; with it, one per
+configured or discovered engine. A target's jobs run on the shared scheduler under ids
+``<target>/<job>``, so targets never share a client, a slot or a rendering.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry, ProcessCollector
+
+from .collector import DockerCollector
+from .config import TargetConfig
+from .exposition import Exposition
+from .jobs import Runner, Scheduler, build_jobs
+from .state import State
+
+
+class Target:
+    def __init__(
+        self, config: TargetConfig, log_prefix: str = "", process_metrics: bool = False
+    ) -> None:
+        self.config = config
+        settings = config.settings
+        schedules = settings.schedules
+        self.state = State(
+            disk_usage=schedules.disk_usage.enabled,
+            container_sizes=schedules.container_sizes.enabled,
+        )
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(
+            DockerCollector(
+                self.state, settings.per_image, settings.per_container, settings.label_names
+            )
+        )
+        if process_metrics:
+            ProcessCollector(registry=registry)
+        self.exposition = Exposition(registry)
+        self.jobs = build_jobs(config.engine, settings, self.state, log_prefix)
+        self.runners = [Runner(job, self.exposition.refresh, log_prefix) for job in self.jobs]
+        self.collecting = False
+        self.last_scraped = 0.0  # time.monotonic() of the last scrape
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def interval(self) -> float:
+        return self.config.settings.schedules.inventory.interval
+
+    def job_id(self, runner: Runner[Any]) -> str:
+        return f"{self.name}/{runner.job.name}"
+
+    def start(self, scheduler: Scheduler) -> None:
+        """Schedule every job, the first runs at once."""
+        for runner in self.runners:
+            scheduler.add(self.job_id(runner), runner)
+        self.collecting = True
+
+    def stop(self, scheduler: Scheduler) -> None:
+        """Unschedule the jobs and drop the data, which would only grow stale."""
+        for runner in self.runners:
+            scheduler.remove(self.job_id(runner))
+        self.collecting = False
+        self.state.drop()
+        self.exposition.refresh()
+
+    def scraped(self) -> None:
+        self.last_scraped = time.monotonic()
+
+
+class SingleTarget:
+    """Serving without --config.file: the one target on a plain /metrics, as always."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.description = target.config.engine.display
+
+    def exposition(self, target: str | None) -> Exposition | None:
+        return self.target.exposition if target is None else None
+
+    def ready(self) -> bool:
+        return self.target.state.ready
+
+    def service_discovery(self) -> bytes | None:
+        return None
