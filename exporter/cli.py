@@ -42,18 +42,18 @@ def _add(group: argparse._ArgumentGroup, flag: Flag) -> None:
             dest=flag.dest,
             action=argparse.BooleanOptionalAction,
             default=flag.default,
-            help=flag.help,
+            help=flag.help + ("" if flag.default is None else f" (default: {flag.default})"),
         )
     elif flag.default is False:
         group.add_argument(flag.name, dest=flag.dest, action="store_true", help=flag.help)
-    else:
+    else:  # None when not given: a default the code applies knows it was not chosen
+        default = "" if flag.default is None else f" (default: {flag.default})"
         group.add_argument(
             flag.name,
             dest=flag.dest,
-            default=flag.default,
             choices=flag.choices or None,
             metavar=flag.metavar,
-            help=flag.help,
+            help=flag.help + default,
         )
 
 
@@ -62,7 +62,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
         description="Prometheus exporter for Docker image and container inventory.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     for title, flags in FLAG_GROUPS.items():

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from .metrics import CONTAINER_SIZES, DISK_RESOURCES, DISK_USAGE, INVENTORY
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
+DEFAULT_LABELS = "com.docker.compose.project,com.docker.compose.service"
 DEFAULT_PORT = 9487
 _DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -127,7 +128,6 @@ class Flag:
         return self.name.lstrip("-").replace(".", "_").replace("-", "_")
 
 
-DEFAULT_LABELS = "com.docker.compose.project,com.docker.compose.service"
 LOG_LEVELS = ("debug", "info", "warn", "error")
 
 LISTEN = Flag("--web.listen-address", "address to serve /metrics on", f":{DEFAULT_PORT}")
@@ -229,15 +229,28 @@ FLAG_GROUPS: dict[str, tuple[Flag, ...]] = {
 
 
 def job_schedule(
-    setting: JobSetting, interval: str, timeout: str, names: tuple[str, str]
+    setting: JobSetting,
+    interval: str,
+    timeout: str | None,
+    names: tuple[str, str],
+    default_timeout: float | None = None,
 ) -> JobSchedule:
-    """The one validation of every job's interval and timeout; ``names`` name them in errors."""
+    """The one validation of every job's interval and timeout; ``names`` name them in errors.
+
+    A timeout given must not be longer than the interval; one not given is the default
+    (``default_timeout`` or the table's), shortened to the interval where it is longer.
+    """
     interval_name, timeout_name = names
     every = parse_duration(interval, interval_name, allow_zero=setting.optional)
+    if timeout is None:
+        limit = default_timeout
+        if limit is None:
+            limit = parse_duration(setting.timeout, timeout_name)
+        return JobSchedule(every, min(limit, every) if every else limit)
     limit = parse_duration(timeout, timeout_name)
-    if every and limit >= every:
+    if every and limit > every:
         raise ConfigError(
-            f"{timeout_name} ({timeout}) must be shorter than {interval_name} ({interval})"
+            f"{timeout_name} ({timeout}) must not be longer than {interval_name} ({interval})"
         )
     return JobSchedule(every, limit)
 
@@ -259,7 +272,7 @@ class TargetSettings:
     disk_usage_resources: tuple[str, ...] = DISK_RESOURCES
     per_image: bool = True
     per_container: bool = True
-    container_labels: tuple[str, ...] = ()
+    container_labels: tuple[str, ...] = tuple(DEFAULT_LABELS.split(","))
 
     @property
     def label_names(self) -> tuple[str, ...]:
@@ -467,25 +480,31 @@ def settings_from(
     """
     schedules = {}
     for s in JOB_SETTINGS:
-        old = getattr(base.schedules, s.job) if base else None
-        interval = values.get(s.interval_key, old and _seconds_text(old.interval))
-        timeout = values.get(s.timeout_key, old and _seconds_text(old.timeout))
+        old: JobSchedule | None = getattr(base.schedules, s.job) if base else None
+        interval = values.get(s.interval_key)
+        if interval is None:
+            interval = _seconds_text(old.interval) if old else s.interval
+        timeout = values.get(s.timeout_key)
         schedules[s.job] = job_schedule(
-            s, str(interval), str(timeout), (names[s.interval_key], names[s.timeout_key])
+            s,
+            str(interval),
+            None if timeout is None else str(timeout),
+            (names[s.interval_key], names[s.timeout_key]),
+            old.timeout if old else None,
         )
     changes: dict[str, object] = {"schedules": Schedules(**schedules)}
-    if "disk_usage_resources" in values:
+    if values.get("disk_usage_resources") is not None:
         changes["disk_usage_resources"] = parse_resources(
             values["disk_usage_resources"],  # type: ignore[arg-type]
             names["disk_usage_resources"],
         )
-    if "container_labels" in values:
+    if values.get("container_labels") is not None:
         changes["container_labels"] = parse_label_keys(
             values["container_labels"],  # type: ignore[arg-type]
             names["container_labels"],
         )
     for key in ("per_image", "per_container"):
-        if key in values:
+        if values.get(key) is not None:
             changes[key] = values[key]
     if base is None:
         return TargetSettings(**changes)  # type: ignore[arg-type]
@@ -511,7 +530,9 @@ def from_flags(values: Mapping[Flag, object], env: Mapping[str, str]) -> Config:
     """Parsed flag values and the environment to a Config; ConfigError on any problem."""
 
     def text(flag: Flag) -> str | None:
-        value = values.get(flag, flag.default)
+        value = values.get(flag)
+        if value is None:
+            value = flag.default
         return None if value is None else str(value)
 
     listen_host, listen_port = parse_listen_address(str(text(LISTEN)))
@@ -524,7 +545,10 @@ def from_flags(values: Mapping[Flag, object], env: Mapping[str, str]) -> Config:
         values.get(TLS_VERIFY),  # type: ignore[arg-type]
     )
     settings = settings_from(
-        {key: values.get(flag, flag.default) for key, flag in FLAG_KEYS.items()},
+        {
+            key: values.get(flag, flag.default) if flag.boolean else values.get(flag)
+            for key, flag in FLAG_KEYS.items()
+        },
         {key: flag.name for key, flag in FLAG_KEYS.items()},
     )
     workers_text = str(text(WORKERS))

@@ -27,7 +27,11 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
         (["--no-such-flag"], {}, "unrecognized arguments: --no-such-flag"),
         (["--log.level", "verbose"], {}, "invalid choice: 'verbose'"),
         (["--collect.interval", "soon"], {}, "--collect.interval 'soon' is not a duration"),
-        (["--collect.timeout", "20s"], {}, "--collect.timeout (20s) must be shorter"),
+        (
+            ["--collect.timeout", "20s"],
+            {},
+            "--collect.timeout (20s) must not be longer than --collect.interval (15s)",
+        ),
         (["--web.listen-address", "9487"], {}, "is not HOST:PORT or :PORT"),
         ([], {"DOCKER_HOST": "tcp//oops"}, "DOCKER_HOST 'tcp//oops' is not a unix:// or tcp://"),
         (

@@ -197,14 +197,21 @@ def test_every_job_is_validated_the_same_way(setting):
     interval, timeout = JOB_FLAGS[setting.job]
     names = (interval.name, timeout.name)
     assert job_schedule(setting, "1m", "30s", names) == JobSchedule(60, 30)
+    assert job_schedule(setting, "10s", "10s", names) == JobSchedule(10, 10)
     with pytest.raises(ConfigError) as err:
-        job_schedule(setting, "10s", "10s", names)
-    assert str(err.value) == f"{timeout.name} (10s) must be shorter than {interval.name} (10s)"
+        job_schedule(setting, "10s", "11s", names)
+    assert str(err.value) == f"{timeout.name} (11s) must not be longer than {interval.name} (10s)"
+    # a timeout not given is the default, shortened to the interval where it is longer
+    default = parse_duration(setting.timeout, "")
+    assert job_schedule(setting, "1h", None, names) == JobSchedule(3600, default)
+    assert job_schedule(setting, "1s", None, names) == JobSchedule(1, min(1, default))
+    assert job_schedule(setting, "1h", None, names, 7.0) == JobSchedule(3600, 7)
     with pytest.raises(ConfigError) as err:
         job_schedule(setting, "1m", "0", names)
     assert str(err.value) == f"{timeout.name} must be longer than 0"
     if setting.optional:
         assert job_schedule(setting, "0", "1h", names) == JobSchedule(0, 3600)
+        assert job_schedule(setting, "0", None, names) == JobSchedule(0, default)
     else:
         with pytest.raises(ConfigError) as err:
             job_schedule(setting, "0", "1s", names)
