@@ -9,11 +9,12 @@ import signal
 import sys
 import threading
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import NoReturn
 
 from . import __version__
 from .config import FLAG_GROUPS, Config, ConfigError, Flag, from_flags
+from .fleet import Fleet
 from .jobs import Scheduler
 from .target import SingleTarget, Target
 from .web import make_app, serve
@@ -102,6 +103,24 @@ def healthcheck(host: str, port: int) -> int:
         return 1
 
 
+def watch_fleet(fleet: Fleet, config: Config, scheduler: Scheduler) -> Callable[[], None]:
+    """Reload when a watched file changes, stop idle targets (on-scrape); the SIGHUP action."""
+    hup = threading.Event()
+
+    def reloader() -> None:  # a reload reads files: not in the thread that waits for signals
+        while True:
+            hup.wait()
+            hup.clear()
+            fleet.reload("SIGHUP")
+
+    threading.Thread(target=reloader, name="reload", daemon=True).start()
+    if config.watch_interval > 0:
+        scheduler.every("watch-config", config.watch_interval, fleet.check)
+    if config.collect_on_scrape:
+        scheduler.every("stop-idle-targets", 1.0, fleet.stop_idle)
+    return hup.set
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = parse_config(argv, os.environ)
@@ -114,9 +133,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     for warning in config.warnings:
         log.warning("%s", warning)
 
+    # The main thread waits for the signals; every other thread blocks them. (A Python
+    # handler runs only when the main thread wakes, and the kernel may hand a signal to
+    # any thread: a SIGHUP could wait for the next SIGTERM.)
+    signals = {signal.SIGTERM, signal.SIGINT}
+    if config.config_file is not None:
+        signals.add(signal.SIGHUP)
+    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
     scheduler = Scheduler(config.workers)
-    target = Target(config.target, process_metrics=True)
-    app = make_app(SingleTarget(target))
+    fleet: Fleet | None = None
+    serving: Fleet | SingleTarget
+    if config.config_file is not None:
+        fleet = Fleet(config, scheduler, os.environ)
+        try:
+            fleet.load()
+        except ConfigError as exc:
+            print(f"{PROG}: {exc}", file=sys.stderr)
+            return 2
+        serving = fleet
+    else:
+        target = Target(config.target, process_metrics=True)
+        target.start(scheduler)
+        serving = SingleTarget(target)
+    app = make_app(serving)
     try:
         server, _ = serve(app, config.listen_host, config.listen_port)
     except OSError as exc:
@@ -126,24 +165,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    target.start(scheduler)
     scheduler.start()
-    log.info(
-        "listening on %s:%d, engine %s, jobs %s",
-        config.listen_host or "*",
-        config.listen_port,
-        config.target.engine.display,
-        ", ".join(job.name for job in target.jobs),
-    )
+    on_hup: Callable[[], None] | None = None
+    if fleet is None:
+        log.info(
+            "listening on %s:%d, engine %s, jobs %s",
+            config.listen_host or "*",
+            config.listen_port,
+            config.target.engine.display,
+            ", ".join(job.name for job in target.jobs),
+        )
+    else:
+        on_hup = watch_fleet(fleet, config, scheduler)
+        log.info(
+            "listening on %s:%d, %d targets from %s, %d workers%s",
+            config.listen_host or "*",
+            config.listen_port,
+            len(fleet.targets),
+            config.config_file,
+            config.workers,
+            ", collecting targets while they are scraped" if config.collect_on_scrape else "",
+        )
 
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    stop.wait()
+    while signal.sigwait(signals) == signal.SIGHUP:
+        if on_hup is not None:
+            on_hup()
     log.info("shutting down")
     scheduler.shutdown()
     server.shutdown()

@@ -223,7 +223,9 @@ FLAG_GROUPS: dict[str, tuple[Flag, ...]] = {
         PER_CONTAINER,
         LABELS,
         WORKERS,
+        ON_SCRAPE,
     ),
+    "fleet": (CONFIG_FILE, WATCH_INTERVAL),
     "operation": (HEALTHCHECK, LOG_LEVEL),
 }
 
@@ -516,8 +518,11 @@ def _seconds_text(seconds: float) -> str:
 
 
 FLAG_KEYS: dict[str, Flag] = {
-    **{s.interval_key: JOB_FLAGS[s.job][0] for s in JOB_SETTINGS},
-    **{s.timeout_key: JOB_FLAGS[s.job][1] for s in JOB_SETTINGS},
+    **{
+        key: flag
+        for s in JOB_SETTINGS
+        for key, flag in zip((s.interval_key, s.timeout_key), JOB_FLAGS[s.job])
+    },
     "disk_usage_resources": RESOURCES,
     "per_image": PER_IMAGE,
     "per_container": PER_CONTAINER,
@@ -536,8 +541,17 @@ def from_flags(values: Mapping[Flag, object], env: Mapping[str, str]) -> Config:
         return None if value is None else str(value)
 
     listen_host, listen_port = parse_listen_address(str(text(LISTEN)))
+    if values.get(CONFIG_FILE) is not None:
+        for flag in (HOST, TLS_CA, TLS_CERT, TLS_KEY, TLS_VERIFY):
+            if values.get(flag) is not None:
+                raise ConfigError(
+                    f"{flag.name} does not go with {CONFIG_FILE.name}: give each target's"
+                    " engine in the file"
+                )
+    elif values.get(ON_SCRAPE):
+        raise ConfigError(f"{ON_SCRAPE.name} needs {CONFIG_FILE.name}")
     engine, warnings = resolve_engine(
-        env,
+        {} if values.get(CONFIG_FILE) is not None else env,
         text(HOST),
         text(TLS_CA),
         text(TLS_CERT),

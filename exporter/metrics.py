@@ -89,6 +89,51 @@ JOB_SKIPPED = MetricSpec(
     "",
 )
 
+# --- the fleet: the exporter's own /metrics with --config.file ---------------------------------
+BUILD_INFO = _g(
+    "docker_exporter_build_info",
+    ("version", "python_version"),
+    "The exporter's version and Python; value 1.",
+    "",
+)
+TARGET_INFO = _g(
+    "docker_exporter_target_info",
+    ("target", "host", "source"),
+    "A configured or discovered target; source is file, docker context or docker-machine; value 1.",
+    "",
+)
+TARGET_UP = _g(
+    "docker_exporter_target_up",
+    ("target",),
+    "1 when the target's last inventory collection succeeded (its docker_up).",
+    "",
+)
+TARGET_COLLECTING = _g(
+    "docker_exporter_target_collecting",
+    ("target",),
+    "1 while the target's jobs are scheduled; with --collect.on-scrape, 0 until it is scraped"
+    " and again after it has gone unscraped.",
+    "",
+)
+TARGET_LAST_SUCCESS = _g(
+    "docker_exporter_target_last_success_timestamp_seconds",
+    ("target",),
+    "Unix time of the target's last successful inventory collection.",
+    "",
+)
+CONFIG_RELOAD_SUCCESS = _g(
+    "docker_exporter_config_last_reload_successful",
+    (),
+    "1 when the last load of --config.file and its discovery sources succeeded.",
+    "",
+)
+CONFIG_RELOAD_TIME = _g(
+    "docker_exporter_config_last_reload_success_timestamp_seconds",
+    (),
+    "Unix time of the last successful load of --config.file.",
+    "",
+)
+
 # --- images (inventory job) ----------------------------------------------------------------
 IMAGES = _g(
     "docker_images", (), "Distinct images as 'docker images' lists them (one per ID).", INVENTORY

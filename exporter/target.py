@@ -2,12 +2,13 @@
 
 Without --config.file the exporter has one target built from the flags; with it, one per
 configured or discovered engine. A target's jobs run on the shared scheduler under ids
-``<target>/<job>``, so targets never share a client, a slot or a rendering.
+``<target>/<job>#<serial>``, so targets never share a client, a slot or a rendering.
 """
 
 from __future__ import annotations
 
-import time
+import itertools
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, ProcessCollector
@@ -18,10 +19,16 @@ from .exposition import Exposition
 from .jobs import Runner, Scheduler, build_jobs
 from .state import State
 
+_serials = itertools.count(1)
+
 
 class Target:
     def __init__(
-        self, config: TargetConfig, log_prefix: str = "", process_metrics: bool = False
+        self,
+        config: TargetConfig,
+        log_prefix: str = "",
+        process_metrics: bool = False,
+        on_publish: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
         settings = config.settings
@@ -40,9 +47,17 @@ class Target:
             ProcessCollector(registry=registry)
         self.exposition = Exposition(registry)
         self.jobs = build_jobs(config.engine, settings, self.state, log_prefix)
-        self.runners = [Runner(job, self.exposition.refresh, log_prefix) for job in self.jobs]
+        self.on_publish = on_publish
+        self.runners = [Runner(job, self._published, log_prefix) for job in self.jobs]
+        self.serial = next(_serials)
         self.collecting = False
-        self.last_scraped = 0.0  # time.monotonic() of the last scrape
+        self.last_scraped = 0.0  # clock time of the last scrape
+        self.scrape_gap = 0.0  # between the last two scrapes
+
+    def _published(self) -> None:
+        self.exposition.refresh()
+        if self.on_publish is not None:
+            self.on_publish()
 
     @property
     def name(self) -> str:
@@ -53,7 +68,9 @@ class Target:
         return self.config.settings.schedules.inventory.interval
 
     def job_id(self, runner: Runner[Any]) -> str:
-        return f"{self.name}/{runner.job.name}"
+        # Unique per Target object: a run of a replaced target still in flight must not
+        # count as an instance of its successor's job.
+        return f"{self.name}/{runner.job.name}#{self.serial}"
 
     def start(self, scheduler: Scheduler) -> None:
         """Schedule every job, the first runs at once."""
@@ -67,10 +84,12 @@ class Target:
             scheduler.remove(self.job_id(runner))
         self.collecting = False
         self.state.drop()
-        self.exposition.refresh()
+        self._published()
 
-    def scraped(self) -> None:
-        self.last_scraped = time.monotonic()
+    def scraped(self, now: float) -> None:
+        if self.last_scraped:
+            self.scrape_gap = now - self.last_scraped
+        self.last_scraped = now
 
 
 class SingleTarget:

@@ -44,7 +44,9 @@ def wants_gzip(accept_encoding: str) -> bool:
 class Serving(Protocol):
     """What the app serves: one target, or a fleet of them."""
 
-    description: str  # for the landing page, e.g. the engine's address
+    @property
+    def description(self) -> str:
+        """For the landing page, e.g. the engine's address."""
 
     def exposition(self, target: str | None) -> Exposition | None:
         """The exposition for /metrics (None) or /metrics?target=NAME; None if unknown."""

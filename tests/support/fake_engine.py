@@ -16,6 +16,8 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.support.paths import load
+
 _VERSION = re.compile(r"^/v\d+\.\d+")
 
 Answer = Any  # JSON-able payload, or bytes sent as they are
@@ -82,3 +84,16 @@ class FakeEngine:
         self.release.set()
         self.server.shutdown()
         self.server.server_close()
+
+
+SYNTHETIC_ANSWERS = {
+    "/version": "synthetic/version-1.52.json",
+    "/images/json": "synthetic/images-1.52.json",
+    "/containers/json": "synthetic/containers-1.52.json",
+    "/system/df": "synthetic/system_df-1.52.json",
+}
+
+
+def synthetic_engine() -> FakeEngine:
+    """A stand-in engine answering with the synthetic API 1.52 fixtures."""
+    return FakeEngine({path: load(name) for path, name in SYNTHETIC_ANSWERS.items()})

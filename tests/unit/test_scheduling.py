@@ -6,21 +6,14 @@ import time
 
 import pytest
 
-from tests.support.fake_engine import FakeEngine
+from tests.support.fake_engine import synthetic_engine
 from tests.support.paths import load
 from tests.support.promql import value
 
 
 @pytest.fixture
 def fake():
-    engine = FakeEngine(
-        {
-            "/version": load("synthetic/version-1.52.json"),
-            "/images/json": load("synthetic/images-1.52.json"),
-            "/containers/json": load("synthetic/containers-1.52.json"),
-            "/system/df": load("synthetic/system_df-1.52.json"),
-        }
-    )
+    engine = synthetic_engine()
     yield engine
     engine.close()
 
