@@ -11,14 +11,14 @@ from exporter.cli import parse_config
 from exporter.config import EngineConfig, TLSSettings
 from exporter.configfile import load
 from exporter.discovery import Found, context_digest, docker_contexts, docker_machines
-from tests.support.certs import make_cert_dir
+from tests.support.certs import generate_certs
 
 BASE = parse_config([], {}).target.settings
 
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_cert_dir(tmp_path_factory.mktemp("certs"))
+    return generate_certs(tmp_path_factory.mktemp("tls"))[0]
 
 
 def add_context(
