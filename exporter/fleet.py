@@ -162,7 +162,11 @@ class Fleet:
             log.info("reloaded %s (%s): %s", self.path, why, summary or "no change")
 
     def _build(self, config: TargetConfig) -> Target:
-        return Target(config, log_prefix=f"{config.name}: ", on_publish=self._changed)
+        # process_* on every target too: the dashboard's exporter panels then work per engine
+        # (they show the process that collects it)
+        return Target(
+            config, log_prefix=f"{config.name}: ", process_metrics=True, on_publish=self._changed
+        )
 
     def _changed(self) -> None:
         self._generation += 1  # a lost increment under a race only delays a rendering

@@ -41,18 +41,22 @@ pytestmark = pytest.mark.integration
 SETTINGS = {
     "collect_interval": "1s",
     "collect_timeout": "900ms",
-    "disk_usage_interval": "3s",
-    "disk_usage_timeout": "2s",
+    "disk_usage_interval": "5s",
+    "disk_usage_timeout": "4s",
 }
 FLAGS = (
     "--collect.interval", "1s", "--collect.timeout", "900ms",
-    "--collect.disk-usage-interval", "3s", "--collect.disk-usage-timeout", "2s",
+    "--collect.disk-usage-interval", "5s", "--collect.disk-usage-timeout", "4s",
 )  # fmt: skip
-# Series whose values depend on when a process collected, not on the engine.
+# Series whose values depend on when and how fast a process collected, not on the engine:
+# compared by their label sets only. (A /system/df that dockerd answers after one caller's
+# timeout, on a loaded machine, counts a failure in one process and not in the other.)
 MOMENT = frozenset(
     {
         "docker_exporter_collection_duration_seconds",
         "docker_exporter_last_success_timestamp_seconds",
+        "docker_exporter_collection_errors_total",
+        "docker_exporter_collection_skipped_total",
         "docker_image_last_used_timestamp_seconds",  # the collection time while in use
     }
 )
@@ -143,8 +147,15 @@ def test_five_targets_in_one_exporter(engine, scenario, run_exporter, tmp_path, 
                 # have collected after the last state change (a health check settling, say)
                 return comparable(target_samples(fleet, n)) == comparable(one.samples())
 
-            if not wait_until(same, 20, what=f"{name} equal", ignore=()):
-                raise AssertionError(name)
+            try:
+                wait_until(same, 20, what=f"{name} equal", ignore=())
+            except AssertionError:
+                (a, a_keys), (b, b_keys) = (
+                    comparable(target_samples(fleet, name)),
+                    comparable(single.samples()),
+                )
+                diff = sorted(set(a.items()) ^ set(b.items()), key=str)
+                raise AssertionError(f"{name}: {diff[:20]} {a_keys ^ b_keys}") from None
             fixed, _ = comparable(target_samples(fleet, name))
             assert value(fixed, "docker_images") is not None
         products = {
