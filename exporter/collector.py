@@ -1,4 +1,10 @@
-"""The custom collector: fresh metric families from the current view on every call.
+"""The collector: the series of the current view, fresh on every call.
+
+``plan(view)`` lists the exposition's metric families in order. Families filled object by
+object (one image, one container) say so: ``ObjectFamilies`` gives the objects and a pure
+function from one object to its rows in each family. That is what lets the exposition
+reuse the rendered lines of an unchanged object. ``collect()`` turns the same plan into
+prometheus_client families, so the library's own rendering is the reference output.
 
 No family outlives a call, so an image or container that left the engine is simply not
 yielded again. A job whose last run failed has no snapshot, so its per-object series
@@ -7,8 +13,9 @@ are dropped rather than served stale.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from dataclasses import replace
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Union
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -16,22 +23,142 @@ from prometheus_client.registry import Collector
 from . import metrics as m
 from .metrics import MetricSpec
 from .snapshot import (
+    ContainerFacts,
     ContainerSize,
     ContainerSizesSnapshot,
     DiskUsageSnapshot,
     ImageDiskFacts,
+    ImageFacts,
     InventorySnapshot,
 )
 from .state import State, View
 
-Family = GaugeMetricFamily | CounterMetricFamily
+Family = Union[GaugeMetricFamily, CounterMetricFamily]
+Row = tuple[tuple[str, ...], float]  # label values (in the family's label order), value
+Rows = tuple[Row, ...]
 
 
-def family(spec: MetricSpec, labels: Iterable[str] | None = None) -> Family:
+@dataclass(frozen=True)
+class Head:
+    """A metric family's identity: its spec and label names."""
+
+    spec: MetricSpec
+    labels: tuple[str, ...]
+
+    @classmethod
+    def of(cls, spec: MetricSpec) -> Head:
+        return cls(spec, spec.labels)
+
+
+@dataclass(frozen=True)
+class Families:
+    """Families whose rows are given outright (totals, job status: a handful of rows)."""
+
+    heads: tuple[Head, ...]
+    rows: tuple[Rows, ...]  # rows[i] belong to heads[i]
+
+
+@dataclass(frozen=True)
+class ObjectFamilies:
+    """Families filled object by object: ``rows_of(obj)[i]`` are obj's rows in ``heads[i]``.
+
+    ``rows_of`` is a pure function of the (immutable, hashable) object, so the rows of an
+    object equal to one seen before are the rows seen before.
+    """
+
+    key: str  # names the kind of object, for caches
+    heads: tuple[Head, ...]
+    objects: Sequence[Hashable]
+    rows_of: Callable[[Hashable], tuple[Rows, ...]]
+
+
+Part = Union[Families, ObjectFamilies]
+
+
+def family(spec: MetricSpec, labels: Sequence[str] | None = None) -> Family:
     names = list(spec.labels if labels is None else labels)
     if spec.kind == "counter":
         return CounterMetricFamily(spec.name.removesuffix("_total"), spec.doc, labels=names)
     return GaugeMetricFamily(spec.name, spec.doc, labels=names)
+
+
+def _single(spec: MetricSpec, value: float) -> Families:
+    return Families((Head.of(spec),), ((((), value),),))
+
+
+# --- rows of one object ----------------------------------------------------------------------
+
+IMAGE_HEADS = tuple(
+    Head.of(s)
+    for s in (
+        m.IMAGE_SIZE,
+        m.IMAGE_CREATED,
+        m.IMAGE_CONTAINERS,
+        m.IMAGE_TAG_INFO,
+        m.IMAGE_LAST_USED,
+    )
+)
+
+
+def image_rows(image: ImageFacts) -> tuple[Rows, ...]:
+    key = (image.image_id, image.name)
+    return (
+        () if image.size is None else ((key, float(image.size)),),
+        () if image.created is None else ((key, float(image.created)),),
+        ((key, float(image.containers)),),
+        tuple(((image.image_id, repository, tag), 1.0) for repository, tag in image.tags),
+        () if image.last_used is None else ((key, image.last_used),),
+    )
+
+
+def container_heads(label_names: tuple[str, ...]) -> tuple[Head, ...]:
+    heads = tuple(
+        Head.of(s)
+        for s in (
+            m.CONTAINER_INFO,
+            m.CONTAINER_STATE,
+            m.CONTAINER_CREATED,
+            m.CONTAINER_HEALTH,
+            m.CONTAINER_EXIT_CODE,
+            m.CONTAINER_IMAGE_OUTDATED,
+        )
+    )
+    if label_names:
+        heads += (Head(m.CONTAINER_LABELS, ("name", *label_names)),)
+    return heads
+
+
+def container_rows(c: ContainerFacts, with_labels: bool) -> tuple[Rows, ...]:
+    name = (c.name,)
+    rows: tuple[Rows, ...] = (
+        (((c.name, c.container_id, c.image, c.image_id), 1.0),),
+        (((c.name, c.state), 1.0),),
+        () if c.created is None else ((name, float(c.created)),),
+        () if c.health is None else (((c.name, c.health), 1.0),),
+        () if c.exit_code is None else ((name, float(c.exit_code)),),
+        ((name, 1.0 if c.image_outdated else 0.0),),
+    )
+    if with_labels:
+        rows += ((((c.name, *c.labels), 1.0),),)
+    return rows
+
+
+IMAGE_DISK_HEADS = (Head.of(m.IMAGE_UNIQUE_SIZE), Head.of(m.IMAGE_SHARED_SIZE))
+
+
+def image_disk_rows(image: ImageDiskFacts) -> tuple[Rows, ...]:
+    key = (image.image_id, image.name)
+    return ((key, float(image.unique)),), ((key, float(image.shared)),)
+
+
+CONTAINER_SIZE_HEADS = (Head.of(m.CONTAINER_RW_SIZE), Head.of(m.CONTAINER_ROOTFS_SIZE))
+
+
+def container_size_rows(c: ContainerSize) -> tuple[Rows, ...]:
+    return (
+        () if c.rw is None else (((c.name,), float(c.rw)),),
+        () if c.root_fs is None else (((c.name,), float(c.root_fs)),),
+    )
 
 
 def current_image_disk(
@@ -63,6 +190,9 @@ def current_container_sizes(
     return tuple(c for c in sizes.containers if c.name in names)
 
 
+# --- the plan ----------------------------------------------------------------------------------
+
+
 class DockerCollector(Collector):
     def __init__(
         self,
@@ -75,144 +205,118 @@ class DockerCollector(Collector):
         self.per_image = per_image
         self.per_container = per_container
         self.label_names = label_names
+        self._container_heads = container_heads(label_names)
+        with_labels = bool(label_names)
+        self._container_rows: Callable[[Hashable], tuple[Rows, ...]] = (
+            lambda c: container_rows(c, with_labels)  # type: ignore[arg-type]
+        )
 
     def collect(self) -> Iterator[Family]:
-        view = self.state.view()
-        yield from self._exporter(view)
+        for part in self.plan(self.state.view()):
+            fams = [family(h.spec, h.labels) for h in part.heads]
+            if isinstance(part, Families):
+                groups: Iterator[tuple[Rows, ...]] = iter((part.rows,))
+            else:
+                groups = (part.rows_of(obj) for obj in part.objects)
+            for rows in groups:
+                for fam, fam_rows in zip(fams, rows):
+                    for labels, value in fam_rows:
+                        fam.add_metric(list(labels), value)
+            yield from fams
+
+    def plan(self, view: View) -> list[Part]:
+        """The families of ``view``, in exposition order."""
+        parts: list[Part] = [self._exporter(view)]
         if view.inventory is not None:
-            yield from self._inventory(view.inventory)
+            parts += self._inventory(view.inventory)
         if view.disk_usage is not None:
-            yield from self._disk_usage(view.disk_usage, view.inventory)
+            parts += self._disk_usage(view.disk_usage, view.inventory)
         if view.container_sizes is not None and self.per_container:
-            yield from self._container_sizes(view.container_sizes, view.inventory)
+            parts.append(self._container_sizes(view.container_sizes, view.inventory))
+        return parts
 
-    def _exporter(self, view: View) -> Iterator[Family]:
-        up = family(m.UP)
-        up.add_metric([], 1.0 if view.engine_up else 0.0)
-        yield up
-        success, duration, last = (
-            family(m.COLLECTION_SUCCESS),
-            family(m.COLLECTION_DURATION),
-            family(m.LAST_SUCCESS),
+    def _exporter(self, view: View) -> Families:
+        up: Rows = (((), 1.0 if view.engine_up else 0.0),)
+        jobs = view.jobs.items()
+        return Families(
+            tuple(
+                Head.of(s)
+                for s in (
+                    m.UP,
+                    m.COLLECTION_SUCCESS,
+                    m.COLLECTION_DURATION,
+                    m.LAST_SUCCESS,
+                    m.COLLECTION_ERRORS,
+                    m.JOB_SKIPPED,
+                )
+            ),
+            (
+                up,
+                tuple(((job,), 1.0 if s.success else 0.0) for job, s in jobs),
+                tuple(((job,), s.duration) for job, s in jobs if s.duration is not None),
+                tuple(((job,), s.last_success) for job, s in jobs if s.last_success is not None),
+                tuple(((job,), float(s.failures)) for job, s in jobs),
+                tuple(((job,), float(s.skipped)) for job, s in jobs),
+            ),
         )
-        errors, skipped = family(m.COLLECTION_ERRORS), family(m.JOB_SKIPPED)
-        for job, status in view.jobs.items():
-            success.add_metric([job], 1.0 if status.success else 0.0)
-            if status.duration is not None:
-                duration.add_metric([job], status.duration)
-            if status.last_success is not None:
-                last.add_metric([job], status.last_success)
-            errors.add_metric([job], float(status.failures))
-            skipped.add_metric([job], float(status.skipped))
-        yield from (success, duration, last, errors, skipped)
 
-    def _inventory(self, snap: InventorySnapshot) -> Iterator[Family]:
+    def _inventory(self, snap: InventorySnapshot) -> list[Part]:
         e = snap.engine
-        info = family(m.ENGINE_INFO)
-        info.add_metric([e.version, e.api_version, e.os, e.arch, e.kernel_version, e.product], 1.0)
-        yield info
-
-        for spec, value in (
-            (m.IMAGES, snap.images_total),
-            (m.IMAGES_DANGLING, snap.images_dangling),
-            (m.IMAGES_UNUSED, snap.images_unused),
-        ):
-            total = family(spec)
-            total.add_metric([], float(value))
-            yield total
-        by_state = family(m.CONTAINERS)
-        for state, count in snap.containers_by_state.items():
-            by_state.add_metric([state], float(count))
-        yield by_state
-
+        engine = (e.version, e.api_version, e.os, e.arch, e.kernel_version, e.product)
+        parts: list[Part] = [
+            Families((Head.of(m.ENGINE_INFO),), (((engine, 1.0),),)),
+            _single(m.IMAGES, float(snap.images_total)),
+            _single(m.IMAGES_DANGLING, float(snap.images_dangling)),
+            _single(m.IMAGES_UNUSED, float(snap.images_unused)),
+            Families(
+                (Head.of(m.CONTAINERS),),
+                (tuple(((s,), float(n)) for s, n in snap.containers_by_state.items()),),
+            ),
+        ]
         if self.per_image:
-            yield from self._images(snap)
+            parts.append(ObjectFamilies("images", IMAGE_HEADS, snap.images, image_rows))  # type: ignore[arg-type]
         if self.per_container:
-            yield from self._containers(snap)
-
-    def _images(self, snap: InventorySnapshot) -> Iterator[Family]:
-        size, created = family(m.IMAGE_SIZE), family(m.IMAGE_CREATED)
-        users, tags, last_used = (
-            family(m.IMAGE_CONTAINERS),
-            family(m.IMAGE_TAG_INFO),
-            family(m.IMAGE_LAST_USED),
-        )
-        for image in snap.images:
-            key = [image.image_id, image.name]
-            if image.size is not None:
-                size.add_metric(key, float(image.size))
-            if image.created is not None:
-                created.add_metric(key, float(image.created))
-            users.add_metric(key, float(image.containers))
-            if image.last_used is not None:
-                last_used.add_metric(key, image.last_used)
-            for repository, tag in image.tags:
-                tags.add_metric([image.image_id, repository, tag], 1.0)
-        yield from (size, created, users, tags, last_used)
-
-    def _containers(self, snap: InventorySnapshot) -> Iterator[Family]:
-        info, state, created = (
-            family(m.CONTAINER_INFO),
-            family(m.CONTAINER_STATE),
-            family(m.CONTAINER_CREATED),
-        )
-        health, exit_code, outdated = (
-            family(m.CONTAINER_HEALTH),
-            family(m.CONTAINER_EXIT_CODE),
-            family(m.CONTAINER_IMAGE_OUTDATED),
-        )
-        labels = (
-            family(m.CONTAINER_LABELS, ("name", *self.label_names)) if self.label_names else None
-        )
-        for c in snap.containers:
-            info.add_metric([c.name, c.container_id, c.image, c.image_id], 1.0)
-            state.add_metric([c.name, c.state], 1.0)
-            if c.created is not None:
-                created.add_metric([c.name], float(c.created))
-            if c.health is not None:
-                health.add_metric([c.name, c.health], 1.0)
-            if c.exit_code is not None:
-                exit_code.add_metric([c.name], float(c.exit_code))
-            outdated.add_metric([c.name], 1.0 if c.image_outdated else 0.0)
-            if labels is not None:
-                labels.add_metric([c.name, *c.labels], 1.0)
-        yield from (info, state, created, health, exit_code, outdated)
-        if labels is not None:
-            yield labels
+            parts.append(
+                ObjectFamilies(
+                    "containers", self._container_heads, snap.containers, self._container_rows
+                )
+            )
+        return parts
 
     def _disk_usage(
         self, snap: DiskUsageSnapshot, inventory: InventorySnapshot | None
-    ) -> Iterator[Family]:
-        usage, reclaimable = family(m.DISK_USAGE_BYTES), family(m.DISK_RECLAIMABLE)
-        objects, active = family(m.DISK_OBJECTS), family(m.DISK_ACTIVE)
-        for resource, u in snap.resources.items():
-            usage.add_metric([resource], float(u.size))
-            reclaimable.add_metric([resource], float(u.reclaimable))
-            objects.add_metric([resource], float(u.total))
-            active.add_metric([resource], float(u.active))
-        yield from (usage, reclaimable, objects, active)
+    ) -> list[Part]:
+        resources = snap.resources.items()
+        parts: list[Part] = [
+            Families(
+                tuple(
+                    Head.of(s)
+                    for s in (m.DISK_USAGE_BYTES, m.DISK_RECLAIMABLE, m.DISK_OBJECTS, m.DISK_ACTIVE)
+                ),
+                (
+                    tuple(((r,), float(u.size)) for r, u in resources),
+                    tuple(((r,), float(u.reclaimable)) for r, u in resources),
+                    tuple(((r,), float(u.total)) for r, u in resources),
+                    tuple(((r,), float(u.active)) for r, u in resources),
+                ),
+            )
+        ]
         if "images" in snap.resources:
-            for spec, value in (
-                (m.IMAGES_DANGLING_UNIQUE, snap.dangling_unique),
-                (m.IMAGES_UNUSED_UNIQUE, snap.unused_unique),
-            ):
-                total = family(spec)
-                total.add_metric([], float(value))
-                yield total
+            parts.append(_single(m.IMAGES_DANGLING_UNIQUE, float(snap.dangling_unique)))
+            parts.append(_single(m.IMAGES_UNUSED_UNIQUE, float(snap.unused_unique)))
             if self.per_image:
-                unique, shared = family(m.IMAGE_UNIQUE_SIZE), family(m.IMAGE_SHARED_SIZE)
-                for image in current_image_disk(snap, inventory):
-                    unique.add_metric([image.image_id, image.name], float(image.unique))
-                    shared.add_metric([image.image_id, image.name], float(image.shared))
-                yield from (unique, shared)
+                parts.append(
+                    ObjectFamilies(
+                        "image_disk",
+                        IMAGE_DISK_HEADS,
+                        current_image_disk(snap, inventory),
+                        image_disk_rows,  # type: ignore[arg-type]
+                    )
+                )
+        return parts
 
     def _container_sizes(
         self, snap: ContainerSizesSnapshot, inventory: InventorySnapshot | None
-    ) -> Iterator[Family]:
-        rw, rootfs = family(m.CONTAINER_RW_SIZE), family(m.CONTAINER_ROOTFS_SIZE)
-        for c in current_container_sizes(snap, inventory):
-            if c.rw is not None:
-                rw.add_metric([c.name], float(c.rw))
-            if c.root_fs is not None:
-                rootfs.add_metric([c.name], float(c.root_fs))
-        yield from (rw, rootfs)
+    ) -> ObjectFamilies:
+        sizes = current_container_sizes(snap, inventory)
+        return ObjectFamilies("container_sizes", CONTAINER_SIZE_HEADS, sizes, container_size_rows)  # type: ignore[arg-type]

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
 
-from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client import ProcessCollector
 from prometheus_client.registry import Collector
 
 from . import __version__
@@ -74,10 +74,7 @@ class Fleet:
         self._signature: tuple[tuple[str, int, int, int], ...] = ()
         self.reload_ok = False
         self.reload_success_time: float | None = None
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(FleetCollector(self))
-        ProcessCollector(registry=registry)
-        self.self_exposition = Exposition(registry)
+        self.self_exposition = Exposition([FleetCollector(self), ProcessCollector(registry=None)])
         # the exporter's own metrics are rendered at a scrape when a target has published
         # (or the fleet changed) since the last rendering, never more often
         self._generation = 0

@@ -25,7 +25,13 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from .config import EngineConfig, JobSchedule, TargetSettings
 from .engine import EngineClient, EngineError
-from .records import EngineDataError, EngineInfo, parse_containers, parse_disk_usage, parse_images
+from .records import (
+    EngineDataError,
+    EngineInfo,
+    decode_containers,
+    decode_images,
+    parse_disk_usage,
+)
 from .snapshot import (
     ContainerSizesSnapshot,
     DiskUsageSnapshot,
@@ -90,8 +96,10 @@ class InventoryJob(Job[InventorySnapshot]):
                 engine.version,
                 engine.api_version,
             )
-        images = parse_images(self.client.images())
-        containers = parse_containers(self.client.containers())
+        images = self.client.images(decode_images)
+        containers = self.client.containers(
+            decode=lambda body: decode_containers(body, frozenset(self.label_keys))
+        )
         return build_inventory(engine, images, containers, now, self.label_keys)
 
 
@@ -114,8 +122,12 @@ class DiskUsageJob(Job[DiskUsageSnapshot]):
 
 class ContainerSizesJob(Job[ContainerSizesSnapshot]):
     def collect(self, now: float) -> ContainerSizesSnapshot:
-        raw = self.client.containers(size=True, timeout=self.schedule.timeout)
-        return build_container_sizes(parse_containers(raw), now)
+        containers = self.client.containers(
+            size=True,
+            timeout=self.schedule.timeout,
+            decode=lambda body: decode_containers(body, ()),  # sizes only: no labels
+        )
+        return build_container_sizes(containers, now)
 
 
 class Runner(Generic[S]):

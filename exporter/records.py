@@ -8,10 +8,16 @@ Only a top-level shape that cannot be an answer of that endpoint raises ``Engine
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional, Protocol, Union
+
+import msgspec
+
+Body = Union[bytes, bytearray]  # an answer as read from the engine
+Keys = Optional[Collection[str]]  # label keys to keep; None keeps every label
 
 
 class EngineDataError(ValueError):
@@ -24,7 +30,13 @@ _EXIT_RE = re.compile(r"^Exited \((-?\d+)\)")
 _HEALTH_RE = re.compile(r"\((healthy|unhealthy|health: starting)\)")
 
 
-def _count(raw: Mapping[str, Any], key: str) -> int | None:
+class Fields(Protocol):
+    """A JSON object's fields: a decoded dict, or a struct that decoded only the fields used."""
+
+    def get(self, key: str, /) -> Any: ...
+
+
+def _count(raw: Fields, key: str) -> int | None:
     """A non-negative integer field; None for absent, null, sentinels and junk."""
     value = raw.get(key)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -34,23 +46,27 @@ def _count(raw: Mapping[str, Any], key: str) -> int | None:
     return int(value)
 
 
-def _str(raw: Mapping[str, Any], key: str) -> str:
+def _str(raw: Fields, key: str) -> str:
     value = raw.get(key)
     return value if isinstance(value, str) else ""
 
 
-def _strs(raw: Mapping[str, Any], key: str) -> tuple[str, ...]:
+def _strs(raw: Fields, key: str) -> tuple[str, ...]:
     value = raw.get(key)
     if not isinstance(value, list):
         return ()
     return tuple(v for v in value if isinstance(v, str))
 
 
-def _labels(raw: Mapping[str, Any], key: str = "Labels") -> dict[str, str]:
-    value = raw.get(key)
+def _labels(raw: Fields, keys: Keys) -> dict[str, str]:
+    value = raw.get("Labels")
     if not isinstance(value, dict):
         return {}
-    return {str(k): v for k, v in value.items() if isinstance(v, str)}
+    return {str(k): v for k, v in value.items() if isinstance(v, str) and _kept(str(k), keys)}
+
+
+def _kept(key: str, keys: Keys) -> bool:
+    return keys is None or key in keys
 
 
 def _objects(data: object, endpoint: str) -> list[Mapping[str, Any]]:
@@ -59,7 +75,7 @@ def _objects(data: object, endpoint: str) -> list[Mapping[str, Any]]:
     return [item for item in data if isinstance(item, dict)]
 
 
-def _created(raw: Mapping[str, Any]) -> int | None:
+def _created(raw: Fields) -> int | None:
     created = _count(raw, "Created")
     return created if created else None  # 0 means "unknown" in every engine
 
@@ -125,7 +141,7 @@ class DiskUsageRecord:
     build_cache: tuple[BuildCacheRecord, ...] | None
 
 
-def parse_image(raw: Mapping[str, Any]) -> ImageRecord:
+def parse_image(raw: Fields) -> ImageRecord:
     return ImageRecord(
         id=_str(raw, "Id"),
         # "<none>:<none>" before API 1.43; Podman's /system/df says "<none>"
@@ -142,19 +158,18 @@ def parse_images(data: object) -> tuple[ImageRecord, ...]:
     return tuple(parse_image(raw) for raw in _objects(data, "/images/json") if _str(raw, "Id"))
 
 
-def _container_name(raw: Mapping[str, Any]) -> str:
+def _container_name(names: list[str] | tuple[str, ...], container_id: str) -> str:
     # The API puts one "/" before each name; only that one is removed, so a name that
     # itself starts with "/" (Docker never makes one, other engines might) stays as sent.
-    names = [n.removeprefix("/") for n in _strs(raw, "Names") if n.removeprefix("/")]
+    stripped = [n.removeprefix("/") for n in names if n.removeprefix("/")]
     # A linked container also carries "/other/alias" names: prefer the plain one.
-    plain = [n for n in names if "/" not in n]
+    plain = [n for n in stripped if "/" not in n]
     if plain:
         return plain[0]
-    return names[0] if names else _str(raw, "Id")[:12]
+    return stripped[0] if stripped else container_id[:12]
 
 
-def _health(raw: Mapping[str, Any], status: str) -> str | None:
-    health = raw.get("Health")
+def _health(health: object, status: str) -> str | None:
     if isinstance(health, dict):
         value = health.get("Status")
         if value in ("healthy", "unhealthy", "starting"):
@@ -167,39 +182,153 @@ def _health(raw: Mapping[str, Any], status: str) -> str | None:
     return "starting" if match.group(1) == "health: starting" else match.group(1)
 
 
-def _exit_code(raw: Mapping[str, Any], state: str, status: str) -> int | None:
+def _exit_code(exit_code: object, state: str, status: str) -> int | None:
     if state != "exited":
         return None
-    exit_code = raw.get("ExitCode")  # Podman's list carries it; Docker's only in Status
+    # Podman's list carries ExitCode; Docker's only in Status
     if isinstance(exit_code, int) and not isinstance(exit_code, bool):
         return exit_code
     match = _EXIT_RE.match(status)
     return int(match.group(1)) if match else None
 
 
-def parse_container(raw: Mapping[str, Any]) -> ContainerRecord:
+def parse_container(raw: Fields, label_keys: Keys = None) -> ContainerRecord:
+    """``label_keys``: the labels to keep (None: all of them)."""
     state = _str(raw, "State").lower()
     status = _str(raw, "Status")
     return ContainerRecord(
         id=_str(raw, "Id"),
-        name=_container_name(raw),
+        name=_container_name(_strs(raw, "Names"), _str(raw, "Id")),
         image=_str(raw, "Image"),
         image_id=_str(raw, "ImageID"),
         created=_created(raw),
         state=state,
         status=status,
-        health=_health(raw, status),
-        exit_code=_exit_code(raw, state, status),
-        labels=_labels(raw),
+        health=_health(raw.get("Health"), status),
+        exit_code=_exit_code(raw.get("ExitCode"), state, status),
+        labels=_labels(raw, label_keys),
         size_rw=_count(raw, "SizeRw"),
         size_root_fs=_count(raw, "SizeRootFs"),
     )
 
 
-def parse_containers(data: object) -> tuple[ContainerRecord, ...]:
+def parse_containers(data: object, label_keys: Keys = None) -> tuple[ContainerRecord, ...]:
     return tuple(
-        parse_container(raw) for raw in _objects(data, "/containers/json") if _str(raw, "Id")
+        parse_container(raw, label_keys)
+        for raw in _objects(data, "/containers/json")
+        if _str(raw, "Id")
     )
+
+
+# --- decoding straight from the engine's bytes -------------------------------------------------
+# msgspec decodes only the fields the records use, into typed structs, and skips the rest
+# (ports, mounts, networks: most of a container's bytes) without building them. An answer
+# that does not have exactly those types (an element that is not an object, a label that is
+# not a string, a number out of range, a lone surrogate) goes through json.loads and the
+# tolerant parsing above instead; tests check that both paths give the same records.
+
+
+_NULL = msgspec.Raw(b"null")
+
+# msgspec reads these annotations at run time: Union, for Python 3.9
+Number = Union[int, float, None]
+Str = Union[str, None]
+Strs = Union[list[str], None]
+StrMap = Union[dict[str, str], None]
+
+
+class _RawImage(msgspec.Struct, gc=False):
+    Id: str = ""
+    RepoTags: Strs = None
+    RepoDigests: Strs = None
+    Created: Number = None
+    Size: Number = None
+    SharedSize: Number = None
+    Containers: Number = None
+
+
+class _RawContainer(msgspec.Struct, gc=False):
+    Id: str = ""
+    Names: Strs = None
+    Image: Str = None
+    ImageID: Str = None
+    Created: Number = None
+    State: Str = None
+    Status: Str = None
+    Health: Any = None
+    ExitCode: Any = None
+    Labels: msgspec.Raw = _NULL  # decoded one container at a time, for the kept keys only
+    SizeRw: Number = None
+    SizeRootFs: Number = None
+
+
+def _number(value: Number) -> int | None:
+    """As _count, for a value already known to be a number or null (never NaN in JSON)."""
+    return None if value is None or value < 0 else int(value)
+
+
+def _image_of(raw: _RawImage) -> ImageRecord:
+    created = _number(raw.Created)
+    return ImageRecord(
+        id=raw.Id,
+        repo_tags=tuple(t for t in raw.RepoTags or () if t not in (NONE_TAG, "<none>")),
+        repo_digests=tuple(d for d in raw.RepoDigests or () if d != NONE_DIGEST),
+        created=created if created else None,
+        size=_number(raw.Size),
+        shared_size=_number(raw.SharedSize),
+        containers=_number(raw.Containers),
+    )
+
+
+def _container_of(raw: _RawContainer, label_keys: Keys) -> ContainerRecord:
+    state = (raw.State or "").lower()
+    status = raw.Status or ""
+    created = _number(raw.Created)
+    return ContainerRecord(
+        id=raw.Id,
+        name=_container_name(raw.Names or (), raw.Id),
+        image=raw.Image or "",
+        image_id=raw.ImageID or "",
+        created=created if created else None,
+        state=state,
+        status=status,
+        health=_health(raw.Health, status),
+        exit_code=_exit_code(raw.ExitCode, state, status),
+        labels=_kept_labels(_LABELS.decode(raw.Labels) or {}, label_keys),
+        size_rw=_number(raw.SizeRw),
+        size_root_fs=_number(raw.SizeRootFs),
+    )
+
+
+_IMAGES = msgspec.json.Decoder(list[_RawImage])
+_LABELS = msgspec.json.Decoder(StrMap)
+_CONTAINERS = msgspec.json.Decoder(list[_RawContainer])
+
+
+def decode_images(body: Body) -> tuple[ImageRecord, ...]:
+    """/images/json's bytes to records; ValueError when they are not JSON."""
+    try:
+        raws = _IMAGES.decode(body)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return parse_images(json.loads(body))
+    return tuple(_image_of(raw) for raw in raws if raw.Id)
+
+
+def _kept_labels(labels: dict[str, str], keys: Keys) -> dict[str, str]:
+    return labels if keys is None else {k: v for k, v in labels.items() if k in keys}
+
+
+def decode_containers(body: Body, label_keys: Keys = None) -> tuple[ContainerRecord, ...]:
+    """/containers/json's bytes to records; ValueError when they are not JSON.
+
+    ``label_keys``: the labels to keep (None: all of them). Keeping only the allowlisted
+    ones spares a dict of every container's labels (most of its bytes on compose hosts).
+    """
+    try:
+        raws = _CONTAINERS.decode(body)
+        return tuple(_container_of(raw, label_keys) for raw in raws if raw.Id)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return parse_containers(json.loads(body), label_keys)
 
 
 def parse_version(data: object) -> EngineInfo:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 
 from .metrics import CONTAINER_STATES, DISK_RESOURCES
@@ -90,7 +91,9 @@ class InventorySnapshot:
     containers_by_state: Mapping[str, int]
 
 
-def _outdated(container: ContainerRecord, tag_to_id: Mapping[str, str]) -> bool:
+def _outdated(
+    container: ContainerRecord, tag_to_id: Mapping[str, str], tagged: AbstractSet[str]
+) -> bool:
     ref = container.image
     if "@" in ref:  # pinned by digest: a digest never moves
         return False
@@ -98,7 +101,7 @@ def _outdated(container: ContainerRecord, tag_to_id: Mapping[str, str]) -> bool:
         # Created from an ID, or the engine rewrote Image to the ID after its tag moved.
         # Both leave the container on an image no tag names: it is outdated when that image
         # is untagged now, which is what the rewrite means.
-        return not any(i == container.image_id for i in tag_to_id.values())
+        return container.image_id not in tagged
     current = tag_to_id.get(normalize_ref(ref))
     return current != container.image_id
 
@@ -117,6 +120,7 @@ def build_inventory(
         for tag in image.repo_tags:
             tag_to_id[normalize_ref(tag)] = image.id
 
+    tagged = frozenset(tag_to_id.values())
     users: Counter[str] = Counter(c.image_id for c in containers)
     last_used: dict[str, float] = {}
     running_images: set[str] = set()
@@ -145,20 +149,32 @@ def build_inventory(
 
     by_state: dict[str, int] = dict.fromkeys(CONTAINER_STATES, 0)
     container_facts = []
+    # Many containers share an image and a reference (CI hosts: thousands of exited runs
+    # of the same few): both derived values are computed once per distinct pair.
+    outdated: dict[tuple[str, str], bool] = {}
+    short_ids: dict[str, str] = {}
     for c in containers:
         by_state[c.state] = by_state.get(c.state, 0) + 1
+        pair = (c.image, c.image_id)
+        is_outdated = outdated.get(pair)
+        if is_outdated is None:
+            is_outdated = outdated[pair] = _outdated(c, tag_to_id, tagged)
+        image_short = short_ids.get(c.image_id)
+        if image_short is None:
+            image_short = short_ids[c.image_id] = short_id(c.image_id)
+        labels = c.labels
         container_facts.append(
             ContainerFacts(
                 name=c.name,
                 container_id=short_id(c.id),
                 image=c.image,
-                image_id=short_id(c.image_id),
+                image_id=image_short,
                 state=c.state,
                 created=c.created,
                 health=c.health,
                 exit_code=c.exit_code,
-                image_outdated=_outdated(c, tag_to_id),
-                labels=tuple(c.labels.get(k, "") for k in label_keys),
+                image_outdated=is_outdated,
+                labels=tuple([labels.get(k, "") for k in label_keys]),
             )
         )
 

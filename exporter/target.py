@@ -11,7 +11,8 @@ import itertools
 from collections.abc import Callable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client import ProcessCollector
+from prometheus_client.registry import Collector
 
 from .collector import DockerCollector
 from .config import TargetConfig
@@ -37,15 +38,14 @@ class Target:
             disk_usage=schedules.disk_usage.enabled,
             container_sizes=schedules.container_sizes.enabled,
         )
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(
+        collectors: list[Collector] = [
             DockerCollector(
                 self.state, settings.per_image, settings.per_container, settings.label_names
             )
-        )
+        ]
         if process_metrics:
-            ProcessCollector(registry=registry)
-        self.exposition = Exposition(registry)
+            collectors.append(ProcessCollector(registry=None))
+        self.exposition = Exposition(collectors)
         self.jobs = build_jobs(config.engine, settings, self.state, log_prefix)
         self.on_publish = on_publish
         self.runners = [Runner(job, self._published, log_prefix) for job in self.jobs]

@@ -1,82 +1,546 @@
-"""Benchmark: a big host (N images, M containers) on a stand-in engine.
+"""Benchmark: big hosts on a stand-in engine, side by side with a static server of the same bytes.
 
-Run: .venv/bin/python -m tests.bench_scale [images] [containers]
-Reports the engine requests per collection, the collection time, the exposition size, and
-scrape latency percentiles over 200 sequential scrapes of the real exporter process.
+Run (about 10 minutes on an idle 2-core machine):
+
+    .venv/bin/python -m tests.bench_scale
+
+Options: ``--sizes 1000x1000,5000x10000,10000x50000`` (images x containers),
+``--scrapers 1,4,16``, ``--seconds 10`` per measurement, ``--interval 3`` (collection
+interval, short so that every measurement overlaps several collections), ``--accept
+openmetrics-gzip`` (what Prometheus asks for) or ``text`` (what curl gets), ``--json``.
+
+For each size, in one run:
+
+- **one collection**, measured in a process of its own that builds the exporter's own
+  objects from the same flags: CPU and wall time from the first byte fetched to the bytes
+  ready to serve (OpenMetrics, gzip: Prometheus's request), for the first collection
+  (cold: every line formatted) and the following ones (warm: unchanged objects reused);
+- **the same answers fetched and json.loads-ed alone**, in the same process;
+- **scrapes** of the real exporter process, with 1, 4 and 16 concurrent scrapers (each a
+  process, scraping back to back), and of a static server that serves the exporter's own
+  bytes through the same HTTP server code, measured the same way in the same run:
+  p50, p99 and max;
+- the exporter's **peak RSS** (VmHWM) and its **engine requests per collection**.
+
+The stand-in engine serves answers shaped like a real engine's (compose labels, networks,
+mounts): about 420 bytes per image and 1.3 KB per container.
 """
 
 from __future__ import annotations
 
+import argparse
+import gc
+import gzip
+import json
+import os
+import random
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
+from collections import Counter
+from http.client import HTTPConnection
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
-from tests.support.fake_engine import FakeEngine
-from tests.support.paths import load
 from tests.support.process import exporter_command, free_port
 
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0;q=0.5,"
+    "application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
+)
+ACCEPT = {
+    "openmetrics-gzip": {"Accept": PROMETHEUS_ACCEPT, "Accept-Encoding": "gzip"},
+    "text": {"Accept": "*/*"},
+}
 
-def main(n_images: int = 2000, n_containers: int = 10000) -> None:
-    base_i = load("synthetic/images-1.52.json")[0]
-    base_c = load("synthetic/containers-1.52.json")[0]
-    images = [dict(base_i, Id=f"sha256:{i:064x}", RepoTags=[f"app{i}:v1"]) for i in range(n_images)]
-    containers = [
-        dict(base_c, Id=f"{i:064x}", Names=[f"/c{i}"], Image=f"app{i % n_images}:v1",
-             ImageID=f"sha256:{i % n_images:064x}")
-        for i in range(n_containers)
-    ]  # fmt: skip
-    fake = FakeEngine({"/version": load("synthetic/version-1.52.json"), "/images/json": images,
-                       "/containers/json": containers})  # fmt: skip
-    port = free_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        log = Path(tmp) / "log"
-        with open(log, "w") as out:
-            proc = subprocess.Popen(
-                [*exporter_command(), f"--web.listen-address=127.0.0.1:{port}",
-                 "--docker.host", fake.url, "--collect.interval", "5s", "--collect.timeout", "4s",
-                 "--collect.disk-usage-interval", "0"],
-                stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+
+# --- the stand-in engine ---------------------------------------------------------------------
+
+
+def answers(n_images: int, n_containers: int, seed: int = 0) -> dict[str, bytes]:
+    """A CI host: 10% dangling images; 10% running, 5% created, the rest exited containers."""
+    rnd = random.Random(seed)
+    images = []
+    for i in range(n_images):
+        dangling = i % 10 == 9
+        repo = f"registry.example.com/team{i % 40}/app{i}"
+        images.append({
+            "Containers": -1, "Created": 1700000000 + i * 60, "Id": f"sha256:{i:064x}",
+            "Labels": {"maintainer": "ci@example.com"}, "ParentId": "",
+            "RepoDigests": [] if dangling else [f"{repo}@sha256:{rnd.getrandbits(256):064x}"],
+            "RepoTags": [] if dangling else [f"{repo}:build-{i}"],
+            "SharedSize": -1, "Size": 50_000_000 + i * 1000, "VirtualSize": 50_000_000 + i * 1000,
+        })  # fmt: skip
+    containers = []
+    for i in range(n_containers):
+        image = i % max(n_images, 1)
+        state = "running" if i % 10 == 0 else ("created" if i % 20 == 1 else "exited")
+        status = {
+            "running": "Up 2 hours (healthy)" if i % 30 == 0 else "Up 2 hours",
+            "created": "Created",
+            "exited": f"Exited ({i % 3}) 3 days ago",
+        }[state]
+        project = f"ci-{i // 5}"
+        ref = (
+            f"sha256:{image:064x}"[7:19]  # its tag moved on: the engine shows the ID
+            if image % 10 == 9
+            else f"registry.example.com/team{image % 40}/app{image}:build-{image}"
+        )
+        compose = "com.docker.compose"
+        containers.append({
+            "Id": f"{i:064x}", "Names": [f"/{project}-svc{i % 5}-1"], "Image": ref,
+            "ImageID": f"sha256:{image:064x}", "Command": "/entrypoint.sh run",
+            "Created": 1700000000 + i * 30,
+            "Ports": [] if state != "running" else [
+                {"IP": "0.0.0.0", "PrivatePort": 8080, "PublicPort": 30000 + i % 20000,
+                 "Type": "tcp"}],
+            "Labels": {
+                f"{compose}.config-hash": f"{rnd.getrandbits(256):064x}",
+                f"{compose}.container-number": "1", f"{compose}.depends_on": "",
+                f"{compose}.oneoff": "False", f"{compose}.project": project,
+                f"{compose}.project.config_files": f"/builds/{project}/docker-compose.yml",
+                f"{compose}.project.working_dir": f"/builds/{project}",
+                f"{compose}.service": f"svc{i % 5}", f"{compose}.version": "2.24.6",
+            },
+            "State": state, "Status": status, "HostConfig": {"NetworkMode": f"{project}_default"},
+            "NetworkSettings": {"Networks": {f"{project}_default": {
+                "MacAddress": "", "NetworkID": "", "EndpointID": "", "Gateway": "",
+                "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
+                "GlobalIPv6PrefixLen": 0, "DriverOpts": None}}},
+            "Mounts": [{"Type": "bind", "Source": f"/builds/{project}", "Destination": "/src",
+                        "Mode": "", "RW": True, "Propagation": "rprivate"}],
+        })  # fmt: skip
+    version = {
+        "Version": "27.3.1", "ApiVersion": "1.47", "MinAPIVersion": "1.24", "Os": "linux",
+        "Arch": "amd64", "KernelVersion": "6.1.0", "Components": [{"Name": "Engine"}],
+    }  # fmt: skip
+    return {
+        "/version": json.dumps(version).encode(),
+        "/_ping": b"OK",
+        "/images/json": json.dumps(images).encode(),
+        "/containers/json": json.dumps(containers).encode(),
+    }
+
+
+def serve_engine(n_images: int, n_containers: int, port_file: str) -> None:
+    """A stand-in engine: static bytes per path (after any /vX.Y prefix), requests counted."""
+    bodies = answers(n_images, n_containers)
+    counts: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            path = self.path.partition("?")[0]
+            if path.startswith("/v") and "/" in path[1:]:
+                path = path[path.index("/", 1) :]
+            if path == "/_bench/requests":
+                with lock:
+                    body = json.dumps(counts).encode()
+            else:
+                with lock:
+                    counts[path] += 1
+                body = bodies.get(path, b'{"message":"page not found"}')
+            self.send_response(200 if path in bodies or path.startswith("/_bench") else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    Path(port_file).write_text(str(server.server_address[1]))
+    server.serve_forever()
+
+
+# --- the static server -----------------------------------------------------------------------
+
+
+def serve_static(body_file: str, content_type: str, encoding: str, port: int) -> None:
+    """The exporter's bytes, served by the exporter's own HTTP server code, nothing else done."""
+    from exporter.web import serve
+
+    body = Path(body_file).read_bytes()
+    headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
+    if encoding:
+        headers.append(("Content-Encoding", encoding))
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", headers)
+        return [body]
+
+    serve(app, "127.0.0.1", port)
+    threading.Event().wait()
+
+
+# --- scrapers --------------------------------------------------------------------------------
+
+
+def scrape(port: int, path: str, accept: str, start: float, end: float) -> None:
+    """Scrape back to back from ``start`` to ``end`` (epoch seconds); print latencies in ms."""
+    headers = ACCEPT[accept]
+    latencies = []
+    time.sleep(max(0.0, start - time.time()))
+    while time.time() < end:
+        t = time.perf_counter()
+        conn = HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        body = response.read()
+        conn.close()
+        latencies.append((time.perf_counter() - t) * 1000)
+        if response.status != 200 or not body:
+            raise SystemExit(f"scrape answered {response.status}")
+    print(json.dumps(latencies))
+
+
+def scrape_round(port: int, path: str, accept: str, scrapers: int, seconds: float) -> list[float]:
+    start = time.time() + 1.0
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.bench_scale",
+                "--role",
+                "scrape",
+                str(port),
+                path,
+                accept,
+                str(start),
+                str(start + seconds),
+            ],
+            stdout=subprocess.PIPE,
+        )
+        for _ in range(scrapers)
+    ]
+    latencies: list[float] = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=seconds + 60)
+        if proc.returncode:
+            raise RuntimeError("a scraper failed")
+        latencies += json.loads(out)
+    return sorted(latencies)
+
+
+def summary(latencies: list[float]) -> dict[str, float]:
+    def pct(p: float) -> float:
+        return latencies[min(len(latencies) - 1, int(p * len(latencies)))]
+
+    return {
+        "n": len(latencies),
+        "p50": statistics.median(latencies),
+        "p99": pct(0.99),
+        "max": latencies[-1],
+    }
+
+
+# --- one collection, in a process of its own -------------------------------------------------
+
+
+def _timed(fn: Any) -> tuple[float, float]:
+    cpu, wall = time.process_time(), time.perf_counter()
+    fn()
+    return (time.process_time() - cpu) * 1000, (time.perf_counter() - wall) * 1000
+
+
+def _median(samples: list[tuple[float, float]], i: int) -> float:
+    return statistics.median(s[i] for s in samples)
+
+
+def measure_collection(engine: str, repeats: int) -> None:
+    """Cold and warm collections, through the exporter's own objects built from its flags."""
+    from exporter.cli import GC_THRESHOLDS, parse_config
+    from exporter.jobs import InventoryJob
+    from exporter.target import Target
+
+    gc.set_threshold(*GC_THRESHOLDS)  # as the exporter's main() does
+    flags = ["--docker.host", engine, "--collect.disk-usage-interval", "0"]
+    target = Target(parse_config(flags, os.environ).target, process_metrics=True)
+    (runner,) = target.runners
+    job = runner.job
+    assert isinstance(job, InventoryJob)
+    exposition = target.exposition
+    job.client.engine()  # /version is read on connect and hourly: not part of a collection
+    counts_url = engine.replace("tcp://", "http://") + "/_bench/requests"
+
+    def requests_made() -> int:
+        with urllib.request.urlopen(counts_url, timeout=30) as response:
+            return sum(json.loads(response.read()).values())
+
+    before = requests_made()
+
+    def collection() -> None:
+        runner()
+        # the bytes Prometheus asks for; after the first, each refresh builds them itself
+        exposition.current.body(openmetrics=True, gzipped=True)
+
+    cold = _timed(collection)
+    status = target.state.inventory.result.status
+    if not status.success:
+        raise SystemExit(f"collection failed: {status.last_error}")
+    warm = [_timed(collection) for _ in range(repeats)]
+    print(json.dumps({
+        "cold_cpu_ms": cold[0], "cold_wall_ms": cold[1],
+        "warm_cpu_ms": _median(warm, 0), "warm_wall_ms": _median(warm, 1),
+        "requests_per_collection": (requests_made() - before) / (repeats + 1),
+        "exposition_bytes": len(exposition.current.body(openmetrics=True, gzipped=False)),
+        "gzip_bytes": len(exposition.current.body(openmetrics=True, gzipped=True)),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }))  # fmt: skip
+
+
+def measure_baseline(engine: str, repeats: int) -> None:
+    """The same answers fetched, and fetched and json.loads-ed, alone in a fresh process."""
+    import requests
+
+    session = requests.Session()
+    session.trust_env = False
+    base = engine.replace("tcp://", "http://")
+
+    def fetch() -> list[bytes]:
+        return [
+            session.get(f"{base}/v1.47/images/json").content,
+            session.get(f"{base}/v1.47/containers/json", params={"all": "1"}).content,
+        ]
+
+    def fetch_and_load() -> None:
+        for body in fetch():
+            json.loads(body)
+
+    fetch_only = [_timed(fetch) for _ in range(repeats)]
+    fetch_load = [_timed(fetch_and_load) for _ in range(repeats)]
+    print(json.dumps({
+        "fetch_cpu_ms": _median(fetch_only, 0), "fetch_wall_ms": _median(fetch_only, 1),
+        "fetch_load_cpu_ms": _median(fetch_load, 0), "fetch_load_wall_ms": _median(fetch_load, 1),
+    }))  # fmt: skip
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+def _role(*args: str) -> list[str]:
+    return [sys.executable, "-m", "tests.bench_scale", "--role", *args]
+
+
+def _wait(predicate: Any, what: str, timeout: float = 120.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         try:
-            url = f"http://127.0.0.1:{port}/metrics"
-            body = b""
-            for _ in range(300):
-                try:
-                    body = urllib.request.urlopen(url, timeout=5).read()
-                    if b"docker_up 1.0" in body:
-                        break
-                except OSError:
-                    pass
-                time.sleep(0.1)
-            start = fake.count("/images/json") + fake.count("/containers/json")
-            time.sleep(11)
-            per_cycle = (fake.count("/images/json") + fake.count("/containers/json") - start) / 2
-            lat = []
-            for _ in range(200):
-                t = time.perf_counter()
-                body = urllib.request.urlopen(url, timeout=5).read()
-                lat.append((time.perf_counter() - t) * 1000)
-            text = body.decode()
-            key = 'docker_exporter_collection_duration_seconds{job="inventory"}'
-            duration = [ln for ln in text.splitlines() if ln.startswith(key)]
-            lat.sort()
-            print(f"objects: {n_images} images, {n_containers} containers")
-            print(f"engine requests per collection: {per_cycle:.0f} (plus /version on connect)")
-            print(f"collection: {duration[0].split()[-1]} s; exposition: {len(body) / 1e6:.1f} MB")
-            print(f"scrape latency ms: p50 {statistics.median(lat):.1f}, p99 {lat[197]:.1f}, "
-                  f"max {lat[-1]:.1f}")  # fmt: skip
+            result = predicate()
+            if result:
+                return result
         except OSError:
-            print(log.read_text())
-            raise
-        finally:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{what}: not within {timeout:g}s")
+
+
+def _get(url: str, headers: dict[str, str]) -> tuple[bytes, dict[str, str]]:
+    request = urllib.request.Request(url, headers=headers)
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return response.read(), dict(response.headers)
+
+
+def _status(pid: int) -> dict[str, int]:
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmHWM", "VmRSS", "Threads"):
+            out[key] = int(value.split()[0])
+    return out
+
+
+def bench_size(
+    n_images: int, n_containers: int, args: argparse.Namespace, tmp: Path
+) -> dict[str, Any]:
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        port_file = tmp / f"engine-{n_images}-{n_containers}"
+        procs.append(
+            subprocess.Popen(_role("engine", str(n_images), str(n_containers), str(port_file)))
+        )
+        engine_port = int(_wait(lambda: port_file.exists() and port_file.read_text(), "engine"))
+        engine = f"tcp://127.0.0.1:{engine_port}"
+        counts_url = f"http://127.0.0.1:{engine_port}/_bench/requests"
+
+        collection = {}
+        for role in ("baseline", "collect"):
+            out = subprocess.run(
+                _role(role, engine, str(args.repeats)),
+                check=True,
+                stdout=subprocess.PIPE,
+                timeout=600,
+            ).stdout
+            collection.update(json.loads(out))
+
+        port = free_port()
+        log = open(tmp / "exporter.log", "w")  # noqa: SIM115
+        exporter = subprocess.Popen(
+            [*exporter_command(), f"--web.listen-address=127.0.0.1:{port}",
+             "--docker.host", engine, "--collect.interval", f"{args.interval}s",
+             "--collect.timeout", f"{args.interval / 2:g}s",
+             "--collect.disk-usage-interval", "0"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        procs.append(exporter)
+        url = f"http://127.0.0.1:{port}/metrics"
+        headers = ACCEPT[args.accept]
+
+        def up() -> bool:
+            body, got = _get(url, headers)
+            if got.get("Content-Encoding") == "gzip":
+                body = gzip.decompress(body)
+            return b"\ndocker_up 1.0\n" in body
+
+        def exporter_up() -> bool:
+            if exporter.poll() is not None:
+                raise RuntimeError(f"the exporter exited: {(tmp / 'exporter.log').read_text()}")
+            return up()
+
+        _wait(exporter_up, "exporter up", 300)
+        body, got = _get(url, headers)
+        body_file = tmp / "body"
+        body_file.write_bytes(body)
+        static_port = free_port()
+        procs.append(
+            subprocess.Popen(
+                _role(
+                    "static",
+                    str(body_file),
+                    got["Content-Type"],
+                    got.get("Content-Encoding", ""),
+                    str(static_port),
+                )
+            )
+        )
+        _wait(lambda: _get(f"http://127.0.0.1:{static_port}/metrics", headers), "static server")
+
+        counts_before = json.loads(_get(counts_url, {})[0])
+        scrapes: dict[str, dict[int, dict[str, float]]] = {"static": {}, "exporter": {}}
+        for n in args.scrapers:
+            for name, p in (("static", static_port), ("exporter", port)):
+                latencies = scrape_round(p, "/metrics", args.accept, n, args.seconds)
+                scrapes[name][n] = summary(latencies)
+        counts = Counter(json.loads(_get(counts_url, {})[0]))
+        counts.subtract(counts_before)
+        collections = counts["/containers/json"]
+        status = _status(exporter.pid)
+        return {
+            "images": n_images,
+            "containers": n_containers,
+            "collection": collection,
+            "scrapes": scrapes,
+            "exporter_collections": collections,
+            "exporter_requests": {path: n for path, n in counts.items() if n},
+            "exporter_requests_per_collection": sum(counts.values()) / max(collections, 1),
+            "peak_rss_mb": status["VmHWM"] / 1024,
+            "rss_mb": status["VmRSS"] / 1024,
+            "threads": status["Threads"],
+            "body_bytes": len(body),
+        }
+    finally:
+        for proc in reversed(procs):
             proc.terminate()
             proc.wait(10)
-            fake.close()
+
+
+def machine() -> str:
+    cpu = "?"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    load = os.getloadavg()
+    return (
+        f"{os.cpu_count()} CPUs ({cpu}), Python {sys.version.split()[0]}, "
+        f"load average at start {load[0]:.2f}"
+    )
+
+
+def report(results: list[dict[str, Any]], args: argparse.Namespace, where: str) -> str:
+    lines = [
+        f"Machine: {where}; scrapes ask for {args.accept}, {args.seconds:g} s per cell, "
+        f"collection every {args.interval:g} s.",
+        "",
+        "| images / containers | scrapers | exporter p50 / p99 / max ms | "
+        "static p50 / p99 / max ms | p99 ratio |",
+        "|---|---|---|---|---|",
+    ]
+    for r in results:
+        for n in args.scrapers:
+            e, s = r["scrapes"]["exporter"][n], r["scrapes"]["static"][n]
+            lines.append(
+                f"| {r['images']} / {r['containers']} | {n} | "
+                f"{e['p50']:.1f} / {e['p99']:.1f} / {e['max']:.1f} | "
+                f"{s['p50']:.1f} / {s['p99']:.1f} / {s['max']:.1f} | {e['p99'] / s['p99']:.2f} |"
+            )
+    lines += [
+        "",
+        "| images / containers | collection CPU / wall ms (warm) | cold | "
+        "fetch + json.loads CPU / wall ms | CPU ratio | peak RSS MB | requests per collection |"
+        " exposition |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        c = r["collection"]
+        lines.append(
+            f"| {r['images']} / {r['containers']} | {c['warm_cpu_ms']:.0f} / "
+            f"{c['warm_wall_ms']:.0f} | {c['cold_cpu_ms']:.0f} / {c['cold_wall_ms']:.0f} | "
+            f"{c['fetch_load_cpu_ms']:.0f} / {c['fetch_load_wall_ms']:.0f} | "
+            f"{c['warm_cpu_ms'] / c['fetch_load_cpu_ms']:.2f} | {r['peak_rss_mb']:.0f} | "
+            f"{r['exporter_requests_per_collection']:.0f} | "
+            f"{c['exposition_bytes'] / 1e6:.1f} MB ({c['gzip_bytes'] / 1e6:.2f} MB gzip) |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m tests.bench_scale", description=__doc__)
+    p.add_argument("--role", nargs="+", help=argparse.SUPPRESS)
+    p.add_argument("--sizes", default="1000x1000,5000x10000,10000x50000")
+    p.add_argument("--scrapers", default="1,4,16")
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--interval", type=float, default=3.0)
+    p.add_argument("--repeats", type=int, default=5, help="warm collections measured")
+    p.add_argument("--accept", choices=sorted(ACCEPT), default="openmetrics-gzip")
+    p.add_argument("--json", action="store_true", help="print the raw figures as JSON too")
+    args = p.parse_args(argv)
+    if args.role:
+        role, *rest = args.role
+        if role == "engine":
+            serve_engine(int(rest[0]), int(rest[1]), rest[2])
+        elif role == "static":
+            serve_static(rest[0], rest[1], rest[2], int(rest[3]))
+        elif role == "scrape":
+            scrape(int(rest[0]), rest[1], rest[2], float(rest[3]), float(rest[4]))
+        elif role == "collect":
+            measure_collection(rest[0], int(rest[1]))
+        elif role == "baseline":
+            measure_baseline(rest[0], int(rest[1]))
+        return
+    args.scrapers = [int(n) for n in args.scrapers.split(",")]
+    where = machine()
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in args.sizes.split(","):
+            n_images, n_containers = (int(n) for n in size.split("x"))
+            results.append(bench_size(n_images, n_containers, args, Path(tmp)))
+            print(f"{size}: done", file=sys.stderr, flush=True)
+    if args.json:
+        print(json.dumps(results, indent=1))
+    print(report(results, args, where))
 
 
 if __name__ == "__main__":
-    main(*(int(a) for a in sys.argv[1:3]))
+    main()

@@ -96,6 +96,18 @@ def synthetic_state(*, now: float = NOW) -> State:
     return publish_synthetic(State(disk_usage=True, container_sizes=True), now=now)
 
 
+def exporter_collector(
+    state: State,
+    *,
+    per_image: bool = True,
+    per_container: bool = True,
+    labels: tuple[str, ...] = LABELS,
+) -> DockerCollector:
+    """The exporter's collector over ``state``."""
+    names = tuple(label_name(k) for k in labels)
+    return DockerCollector(state, per_image, per_container, names)
+
+
 def exporter_registry(
     state: State,
     *,
@@ -105,8 +117,9 @@ def exporter_registry(
 ) -> CollectorRegistry:
     """A fresh registry holding the exporter's collector over ``state``."""
     registry = CollectorRegistry(auto_describe=False)
-    names = tuple(label_name(k) for k in labels)
-    registry.register(DockerCollector(state, per_image, per_container, names))
+    registry.register(
+        exporter_collector(state, per_image=per_image, per_container=per_container, labels=labels)
+    )
     return registry
 
 
@@ -119,6 +132,6 @@ def publish(slot: Slot[Any], snapshot: Any, *, now: float = NOW) -> None:
 def rendered(snapshot: InventorySnapshot, *, labels: tuple[str, ...] = LABELS) -> Rendered:
     """Both formats of the exposition of one published inventory."""
     state = State(disk_usage=False)
-    registry = exporter_registry(state, labels=labels)
+    collector = exporter_collector(state, labels=labels)
     publish(state.inventory, snapshot)
-    return render(registry)
+    return render([collector])

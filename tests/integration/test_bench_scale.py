@@ -1,0 +1,31 @@
+"""The benchmark runs end to end at a small size (it is not a timed test)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.support.paths import REPO
+
+
+def test_benchmark_runs_at_small_size():
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.bench_scale", "--sizes", "30x50", "--scrapers", "1,2",
+         "--seconds", "1", "--interval", "1", "--repeats", "1", "--json"],
+        cwd=REPO, capture_output=True, timeout=180, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    raw, _, table = result.stdout.partition("\nMachine: ")
+    (size,) = json.loads(raw)
+    assert (size["images"], size["containers"]) == (30, 50)
+    # the images and containers lists, nothing per object (/version is read on connect)
+    assert size["collection"]["requests_per_collection"] == 2
+    requests = size["exporter_requests"]  # during the scrapes, by path
+    assert set(requests) <= {"/images/json", "/containers/json"}
+    assert abs(requests["/images/json"] - requests["/containers/json"]) <= 1
+    assert size["exporter_collections"] >= 1
+    for server in ("exporter", "static"):
+        assert set(size["scrapes"][server]) == {"1", "2"}
+        assert all(s["n"] > 0 for s in size["scrapes"][server].values())
+    assert "| 30 / 50 | 2 |" in table
