@@ -272,7 +272,7 @@ def prometheus_copy(source: Path, exporter_port: int, shard: str | None = None) 
     """The shipped config, scraping every second, pointed at the test exporter."""
     cfg: dict[str, Any] = yaml.safe_load(source.read_text())
     cfg["global"] = {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"}
-    cfg.pop("rule_files", None)
+    cfg["rule_files"] = [str((source.parent / f).resolve()) for f in cfg.get("rule_files", [])]
     address = f"127.0.0.1:{exporter_port}"
     for job in cfg["scrape_configs"]:
         for sd in job.get("http_sd_configs", []):
@@ -295,6 +295,14 @@ def start_prometheus(cfg: dict[str, Any], workdir: Path) -> Prometheus:
     prom = Prometheus(path, workdir)
     prom.wait_ready()
     return prom
+
+
+def evaluated_rules(prom: Prometheus) -> list[dict[str, Any]] | None:
+    """The rule groups once every rule has been evaluated (never: 0001-01-01)."""
+    groups: list[dict[str, Any]] = prom.get("/api/v1/rules")["data"]["groups"]
+    rules = [r for g in groups for r in g["rules"]]
+    done = rules and all(not r["lastEvaluation"].startswith("0001") for r in rules)
+    return groups if done else None
 
 
 def dashboard_queries(instance: str) -> list[tuple[str, str]]:
@@ -344,6 +352,11 @@ def test_prometheus_finds_every_engine_through_http_sd(engine, scenario, run_exp
             for row in rows:
                 assert row["metric"].get("instance", name) == name, where
         assert not empty, f"{name}: queries without data:\n" + "\n".join(empty)
+    # the shipped alert rules load and evaluate; the engines are up, so DockerEngineDown and
+    # DockerExporterDown (up == 0 per instance) stay silent
+    groups = prom.wait("every rule evaluated", partial(evaluated_rules, prom))
+    assert all(r["health"] == "ok" for g in groups for r in g["rules"]), groups
+    assert prom.query('ALERTS{alertname=~"DockerEngineDown|DockerExporterDown"}') == []
     own = prom.query('docker_exporter_target_up{job="docker-inventory-exporter"}')
     assert {r["metric"]["target"] for r in own} == {"engine-tls", "engine-unix"}
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,7 @@ from exporter.jobs import Scheduler
 from exporter.web import make_app
 from tests.support.env import clean_env
 from tests.support.fake_engine import FakeEngine, synthetic_engine
-from tests.support.process import free_port
+from tests.support.process import exporter_command, free_port
 from tests.support.promql import parse_samples, value
 from tests.support.wait import wait_until
 from tests.support.wsgi import call
@@ -207,3 +208,19 @@ def test_fleet_flags_that_do_not_fit(args, message):
     with pytest.raises(ConfigError) as err:
         parse_config(args, {})
     assert str(err.value) == message
+
+
+def test_a_bad_config_file_ends_start_up_with_one_line_and_exit_2(tmp_path):
+    path = tmp_path / "fleet.yml"
+    path.write_text(
+        "targets:\n  - name: b1\n    host: tcp://10.0.0.1:2376\n    tls: {ca: /nope.pem}\n"
+    )
+    result = subprocess.run(
+        [*exporter_command(), "--config.file", str(path)],
+        capture_output=True, text=True, env=clean_env(), timeout=30,
+    )  # fmt: skip
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        f"docker-inventory-exporter: {path}: target 'b1': tls.ca: cannot read the engine CA file"
+        " /nope.pem: No such file or directory\n"
+    )
