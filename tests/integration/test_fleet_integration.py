@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -215,6 +216,12 @@ def test_a_context_made_by_the_docker_cli_and_a_machine_store(
             [str(docker), "context", "create", name, "--docker", host],
             env=cli_env, check=True, capture_output=True, timeout=60,
         )  # fmt: skip
+    # the layout tests/support/cli_stores.py writes for the unit tests is the CLI's
+    digest = hashlib.sha256(b"ctx-tls").hexdigest()
+    meta = json.loads((docker_config / "contexts" / "meta" / digest / "meta.json").read_text())
+    assert (meta["Name"], meta["Endpoints"]["docker"]["Host"]) == ("ctx-tls", engine.tcp_url)
+    tls_dir = docker_config / "contexts" / "tls" / digest / "docker"
+    assert sorted(p.name for p in tls_dir.iterdir()) == ["ca.pem", "cert.pem", "key.pem"]
     # docker-machine's store: a machine of the none driver (its engine is at Driver.URL)
     machine = tmp_path / "machine" / "machines" / "vm-test"
     machine.mkdir(parents=True)

@@ -20,9 +20,10 @@ from exporter.cli import parse_config
 from exporter.fleet import Fleet
 from exporter.jobs import Scheduler
 from exporter.web import make_app
+from tests.support.cli_stores import add_context
 from tests.support.env import clean_env
 from tests.support.fake_engine import FakeEngine, synthetic_engine
-from tests.support.process import exporter_command, free_port
+from tests.support.process import ExporterProcess, exporter_command, free_port
 from tests.support.promql import parse_samples, value
 from tests.support.wait import wait_until
 from tests.support.wsgi import call
@@ -47,6 +48,12 @@ def write_fleet(path: Path, targets: dict[str, str], interval: str = "1s") -> No
     for name, host in targets.items():
         lines += [f"  - name: {name}", f"    host: {host}"]
     path.write_text("\n".join(lines) + "\n")
+
+
+def target_up(exp: ExporterProcess, name: str) -> float | None:
+    """docker_up of /metrics?target=NAME; None while the name is unknown."""
+    status, body, _ = exp.get(f"/metrics?target={name}")
+    return value(parse_samples(body.decode()), "docker_up") if status == 200 else None
 
 
 def refused() -> str:
@@ -115,8 +122,7 @@ def test_reload_on_sighup_with_the_same_pid(tmp_path, engines, run_exporter):
     pid = exp.pid
 
     def up(name: str) -> float | None:
-        status, body, _ = exp.get(f"/metrics?target={name}")
-        return value(parse_samples(body.decode()), "docker_up") if status == 200 else None
+        return target_up(exp, name)
 
     def reload(targets: dict[str, str]) -> float:
         write_fleet(path, targets, interval="2s")
@@ -223,4 +229,24 @@ def test_a_bad_config_file_ends_start_up_with_one_line_and_exit_2(tmp_path):
     assert result.stderr == (
         f"docker-inventory-exporter: {path}: target 'b1': tls.ca: cannot read the engine CA file"
         " /nope.pem: No such file or directory\n"
+    )
+
+
+def test_a_new_docker_context_is_found_without_a_signal(tmp_path, engines, run_exporter):
+    a, _ = engines
+    docker_config = tmp_path / "docker-config"
+    path = tmp_path / "fleet.yml"
+    write_fleet(path, {})
+    with path.open("a") as f:
+        f.write(f"discover:\n  docker_contexts: {docker_config}\n")
+    exp = run_exporter(
+        "--config.file", str(path), "--config.watch-interval", "200ms", env=clean_env()
+    )
+    assert json.loads(exp.get("/targets")[1]) == []
+    add_context(docker_config, "ctx1", a.url)
+    wait_until(lambda: target_up(exp, "ctx1") == 1.0, 5.0, what="the new context collected")
+    (group,) = json.loads(exp.get("/targets")[1])
+    assert (group["targets"], group["labels"]["__meta_docker_inventory_source"]) == (
+        ["ctx1"],
+        "docker context",
     )
