@@ -7,7 +7,8 @@ Run (about 10 minutes on an idle 2-core machine):
 Options: ``--sizes 1000x1000,5000x10000,10000x50000`` (images x containers),
 ``--scrapers 1,4,16``, ``--seconds 10`` per measurement, ``--interval 3`` (collection
 interval, short so that every measurement overlaps several collections), ``--accept
-openmetrics-gzip`` (what Prometheus asks for) or ``text`` (what curl gets), ``--json``.
+openmetrics-gzip`` (what Prometheus asks for) or ``text`` (what curl gets), ``--fleet
+100x500`` (targets x containers, 0 skips it), ``--fleet-interval 15``, ``--json``.
 
 For each size, in one run:
 
@@ -21,6 +22,11 @@ For each size, in one run:
   bytes through the same HTTP server code, measured the same way in the same run:
   p50, p99 and max;
 - the exporter's **peak RSS** (VmHWM) and its **engine requests per collection**.
+
+Then **the fleet case**: one exporter with ``--config.file`` and 100 stand-in engines of 50
+images and 500 containers each: the same scrapes of one target's ``/metrics?target=`` beside
+a static server of its bytes, collections per target in that time, requests per target and
+collection, peak RSS and threads.
 
 The stand-in engine serves answers shaped like a real engine's (compose labels, networks,
 mounts): about 420 bytes per image and 1.3 KB per container.
@@ -128,9 +134,8 @@ def answers(n_images: int, n_containers: int, seed: int = 0) -> dict[str, bytes]
     }
 
 
-def serve_engine(n_images: int, n_containers: int, port_file: str) -> None:
+def engine_server(bodies: dict[str, bytes]) -> ThreadingHTTPServer:
     """A stand-in engine: static bytes per path (after any /vX.Y prefix), requests counted."""
-    bodies = answers(n_images, n_containers)
     counts: Counter[str] = Counter()
     lock = threading.Lock()
 
@@ -159,8 +164,15 @@ def serve_engine(n_images: int, n_containers: int, port_file: str) -> None:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    Path(port_file).write_text(str(server.server_address[1]))
-    server.serve_forever()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def serve_engines(count: int, n_images: int, n_containers: int, port_file: str) -> None:
+    """``count`` stand-in engines in this process; their ports go to ``port_file`` (JSON)."""
+    servers = [engine_server(answers(n_images, n_containers, seed=i)) for i in range(count)]
+    Path(port_file).write_text(json.dumps([s.server_address[1] for s in servers]))
+    threading.Event().wait()
 
 
 # --- the static server -----------------------------------------------------------------------
@@ -361,6 +373,34 @@ def _status(pid: int) -> dict[str, int]:
     return out
 
 
+def scrape_side_by_side(
+    port: int, path: str, args: argparse.Namespace, tmp: Path, procs: list[Any]
+) -> tuple[dict[str, dict[int, dict[str, float]]], bytes]:
+    """Scrape ``path`` and a static server of its bytes, in turns, with each scraper count."""
+    headers = ACCEPT[args.accept]
+    body, got = _get(f"http://127.0.0.1:{port}{path}", headers)
+    body_file = tmp / "body"
+    body_file.write_bytes(body)
+    static_port = free_port()
+    procs.append(
+        subprocess.Popen(
+            _role(
+                "static",
+                str(body_file),
+                got["Content-Type"],
+                got.get("Content-Encoding", ""),
+                str(static_port),
+            )
+        )
+    )
+    _wait(lambda: _get(f"http://127.0.0.1:{static_port}/metrics", headers), "static server")
+    scrapes: dict[str, dict[int, dict[str, float]]] = {"static": {}, "exporter": {}}
+    for n in args.scrapers:
+        for name, p, at in (("static", static_port, "/metrics"), ("exporter", port, path)):
+            scrapes[name][n] = summary(scrape_round(p, at, args.accept, n, args.seconds))
+    return scrapes, body
+
+
 def bench_size(
     n_images: int, n_containers: int, args: argparse.Namespace, tmp: Path
 ) -> dict[str, Any]:
@@ -368,9 +408,13 @@ def bench_size(
     try:
         port_file = tmp / f"engine-{n_images}-{n_containers}"
         procs.append(
-            subprocess.Popen(_role("engine", str(n_images), str(n_containers), str(port_file)))
+            subprocess.Popen(
+                _role("engines", "1", str(n_images), str(n_containers), str(port_file))
+            )
         )
-        engine_port = int(_wait(lambda: port_file.exists() and port_file.read_text(), "engine"))
+        (engine_port,) = json.loads(
+            _wait(lambda: port_file.exists() and port_file.read_text(), "engine")
+        )
         engine = f"tcp://127.0.0.1:{engine_port}"
         counts_url = f"http://127.0.0.1:{engine_port}/_bench/requests"
 
@@ -395,10 +439,9 @@ def bench_size(
         )  # fmt: skip
         procs.append(exporter)
         url = f"http://127.0.0.1:{port}/metrics"
-        headers = ACCEPT[args.accept]
 
         def up() -> bool:
-            body, got = _get(url, headers)
+            body, got = _get(url, ACCEPT[args.accept])
             if got.get("Content-Encoding") == "gzip":
                 body = gzip.decompress(body)
             return b"\ndocker_up 1.0\n" in body
@@ -409,29 +452,8 @@ def bench_size(
             return up()
 
         _wait(exporter_up, "exporter up", 300)
-        body, got = _get(url, headers)
-        body_file = tmp / "body"
-        body_file.write_bytes(body)
-        static_port = free_port()
-        procs.append(
-            subprocess.Popen(
-                _role(
-                    "static",
-                    str(body_file),
-                    got["Content-Type"],
-                    got.get("Content-Encoding", ""),
-                    str(static_port),
-                )
-            )
-        )
-        _wait(lambda: _get(f"http://127.0.0.1:{static_port}/metrics", headers), "static server")
-
         counts_before = json.loads(_get(counts_url, {})[0])
-        scrapes: dict[str, dict[int, dict[str, float]]] = {"static": {}, "exporter": {}}
-        for n in args.scrapers:
-            for name, p in (("static", static_port), ("exporter", port)):
-                latencies = scrape_round(p, "/metrics", args.accept, n, args.seconds)
-                scrapes[name][n] = summary(latencies)
+        scrapes, body = scrape_side_by_side(port, "/metrics", args, tmp, procs)
         counts = Counter(json.loads(_get(counts_url, {})[0]))
         counts.subtract(counts_before)
         collections = counts["/containers/json"]
@@ -444,6 +466,87 @@ def bench_size(
             "exporter_collections": collections,
             "exporter_requests": {path: n for path, n in counts.items() if n},
             "exporter_requests_per_collection": sum(counts.values()) / max(collections, 1),
+            "peak_rss_mb": status["VmHWM"] / 1024,
+            "rss_mb": status["VmRSS"] / 1024,
+            "threads": status["Threads"],
+            "body_bytes": len(body),
+        }
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+            proc.wait(10)
+
+
+def bench_fleet(
+    n_targets: int, n_containers: int, args: argparse.Namespace, tmp: Path
+) -> dict[str, Any]:
+    """One exporter, ``n_targets`` stand-in engines of 50 images and ``n_containers`` each."""
+    import yaml
+
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        port_file = tmp / "fleet-engines"
+        procs.append(
+            subprocess.Popen(
+                _role("engines", str(n_targets), "50", str(n_containers), str(port_file))
+            )
+        )
+        ports = json.loads(_wait(lambda: port_file.exists() and port_file.read_text(), "engines"))
+        names = [f"host-{i:03d}" for i in range(n_targets)]
+        config = tmp / "fleet.yml"
+        interval = args.fleet_interval
+        config.write_text(
+            yaml.safe_dump({
+                "defaults": {"collect_interval": f"{interval:g}s",
+                             "collect_timeout": f"{interval / 2:g}s",
+                             "disk_usage_interval": "0"},
+                "targets": [{"name": n, "host": f"tcp://127.0.0.1:{p}"}
+                            for n, p in zip(names, ports)],
+            })
+        )  # fmt: skip
+        port = free_port()
+        log = open(tmp / "fleet.log", "w")  # noqa: SIM115
+        exporter = subprocess.Popen(
+            [*exporter_command(), f"--web.listen-address=127.0.0.1:{port}",
+             "--config.file", str(config), "--collect.workers", "16"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        procs.append(exporter)
+
+        def all_up() -> bool:
+            if exporter.poll() is not None:
+                raise RuntimeError(f"the exporter exited: {(tmp / 'fleet.log').read_text()}")
+            own = _get(f"http://127.0.0.1:{port}/metrics", {})[0].decode()
+            up = [ln for ln in own.splitlines() if ln.startswith("docker_exporter_target_up{")]
+            return len(up) == n_targets and all(ln.endswith(" 1.0") for ln in up)
+
+        _wait(all_up, "every target up", 300)
+
+        def counts() -> list[Counter[str]]:
+            return [
+                Counter(json.loads(_get(f"http://127.0.0.1:{p}/_bench/requests", {})[0]))
+                for p in ports
+            ]
+
+        before, started = counts(), time.monotonic()
+        scrapes, body = scrape_side_by_side(port, f"/metrics?target={names[0]}", args, tmp, procs)
+        window = time.monotonic() - started
+        per_target = []
+        for after, was in zip(counts(), before):
+            after.subtract(was)
+            per_target.append(after)
+        collections = [c["/containers/json"] for c in per_target]
+        requests = sum(sum(c.values()) for c in per_target)
+        status = _status(exporter.pid)
+        return {
+            "targets": n_targets,
+            "containers": n_containers,
+            "interval_s": interval,
+            "window_s": window,
+            "collections_per_target_min": min(collections),
+            "collections_per_target_max": max(collections),
+            "requests_per_target_collection": requests / max(sum(collections), 1),
+            "scrapes": scrapes,
             "peak_rss_mb": status["VmHWM"] / 1024,
             "rss_mb": status["VmRSS"] / 1024,
             "threads": status["Threads"],
@@ -468,7 +571,12 @@ def machine() -> str:
     )
 
 
-def report(results: list[dict[str, Any]], args: argparse.Namespace, where: str) -> str:
+def report(
+    results: list[dict[str, Any]],
+    fleet: dict[str, Any] | None,
+    args: argparse.Namespace,
+    where: str,
+) -> str:
     lines = [
         f"Machine: {where}; scrapes ask for {args.accept}, {args.seconds:g} s per cell, "
         f"collection every {args.interval:g} s.",
@@ -502,6 +610,30 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, where: str) 
             f"{r['exporter_requests_per_collection']:.0f} | "
             f"{c['exposition_bytes'] / 1e6:.1f} MB ({c['gzip_bytes'] / 1e6:.2f} MB gzip) |"
         )
+    if fleet is not None:
+        f = fleet
+        lines += [
+            "",
+            f"Fleet: {f['targets']} targets of 50 images and {f['containers']} containers, "
+            f"collected every {f['interval_s']:g} s by 16 workers; scrapes of one target's "
+            f"/metrics?target= ({f['body_bytes'] / 1e3:.0f} kB).",
+            "",
+            "| scrapers | exporter p50 / p99 / max ms | static p50 / p99 / max ms | p99 ratio |",
+            "|---|---|---|---|",
+        ]
+        for n in args.scrapers:
+            e, s = f["scrapes"]["exporter"][n], f["scrapes"]["static"][n]
+            lines.append(
+                f"| {n} | {e['p50']:.1f} / {e['p99']:.1f} / {e['max']:.1f} | "
+                f"{s['p50']:.1f} / {s['p99']:.1f} / {s['max']:.1f} | {e['p99'] / s['p99']:.2f} |"
+            )
+        lines += [
+            "",
+            f"Collections per target in {f['window_s']:.0f} s: {f['collections_per_target_min']}"
+            f" to {f['collections_per_target_max']}; engine requests per target and collection:"
+            f" {f['requests_per_target_collection']:.1f}; peak RSS {f['peak_rss_mb']:.0f} MB;"
+            f" threads {f['threads']}.",
+        ]
     return "\n".join(lines)
 
 
@@ -514,12 +646,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--interval", type=float, default=3.0)
     p.add_argument("--repeats", type=int, default=5, help="warm collections measured")
     p.add_argument("--accept", choices=sorted(ACCEPT), default="openmetrics-gzip")
+    p.add_argument("--fleet", default="100x500", help="targets x containers; 0 skips it")
+    p.add_argument("--fleet-interval", type=float, default=15.0)
     p.add_argument("--json", action="store_true", help="print the raw figures as JSON too")
     args = p.parse_args(argv)
     if args.role:
         role, *rest = args.role
-        if role == "engine":
-            serve_engine(int(rest[0]), int(rest[1]), rest[2])
+        if role == "engines":
+            serve_engines(int(rest[0]), int(rest[1]), int(rest[2]), rest[3])
         elif role == "static":
             serve_static(rest[0], rest[1], rest[2], int(rest[3]))
         elif role == "scrape":
@@ -537,9 +671,13 @@ def main(argv: list[str] | None = None) -> None:
             n_images, n_containers = (int(n) for n in size.split("x"))
             results.append(bench_size(n_images, n_containers, args, Path(tmp)))
             print(f"{size}: done", file=sys.stderr, flush=True)
+        fleet = None
+        if args.fleet != "0":
+            n_targets, n_containers = (int(n) for n in args.fleet.split("x"))
+            fleet = bench_fleet(n_targets, n_containers, args, Path(tmp))
     if args.json:
-        print(json.dumps(results, indent=1))
-    print(report(results, args, where))
+        print(json.dumps({"sizes": results, "fleet": fleet}, indent=1))
+    print(report(results, fleet, args, where))
 
 
 if __name__ == "__main__":

@@ -12,12 +12,14 @@ from tests.support.paths import REPO
 def test_benchmark_runs_at_small_size():
     result = subprocess.run(
         [sys.executable, "-m", "tests.bench_scale", "--sizes", "30x50", "--scrapers", "1,2",
-         "--seconds", "1", "--interval", "1", "--repeats", "1", "--json"],
+         "--seconds", "1", "--interval", "1", "--repeats", "1", "--fleet", "3x20",
+         "--fleet-interval", "1", "--json"],
         cwd=REPO, capture_output=True, timeout=180, text=True,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     raw, _, table = result.stdout.partition("\nMachine: ")
-    (size,) = json.loads(raw)
+    figures = json.loads(raw)
+    (size,) = figures["sizes"]
     assert (size["images"], size["containers"]) == (30, 50)
     # the images and containers lists, nothing per object (/version is read on connect)
     assert size["collection"]["requests_per_collection"] == 2
@@ -29,3 +31,8 @@ def test_benchmark_runs_at_small_size():
         assert set(size["scrapes"][server]) == {"1", "2"}
         assert all(s["n"] > 0 for s in size["scrapes"][server].values())
     assert "| 30 / 50 | 2 |" in table
+    fleet = figures["fleet"]
+    assert fleet["targets"] == 3
+    assert fleet["collections_per_target_min"] >= 1
+    assert fleet["requests_per_target_collection"] < 2.5  # two lists, /version only on connect
+    assert all(s["n"] > 0 for s in fleet["scrapes"]["exporter"].values())
