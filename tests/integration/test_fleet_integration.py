@@ -33,7 +33,7 @@ from tests.support.env import clean_env, need
 from tests.support.fake_engine import FakeEngine, synthetic_engine
 from tests.support.paths import REPO
 from tests.support.process import ExporterProcess, free_port
-from tests.support.prometheus import Prometheus
+from tests.support.prometheus import Prometheus, RunPrometheus
 from tests.support.promql import Samples, parse_samples, value
 from tests.support.wait import wait_until
 
@@ -295,11 +295,14 @@ def prometheus_copy(source: Path, exporter_port: int, shard: str | None = None) 
     return cfg
 
 
-def start_prometheus(cfg: dict[str, Any], workdir: Path) -> Prometheus:
+def start_prometheus(
+    run_prometheus: RunPrometheus, cfg: dict[str, Any], workdir: Path
+) -> Prometheus:
+    """A real Prometheus on ``cfg``, stopped by the ``run_prometheus`` fixture after the test."""
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "prometheus.yml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    prom = Prometheus(path, workdir)
+    prom = run_prometheus(path)
     prom.wait_ready()
     return prom
 
@@ -332,7 +335,9 @@ def dashboard_queries(instance: str) -> list[tuple[str, str]]:
     return out
 
 
-def test_prometheus_finds_every_engine_through_http_sd(engine, scenario, run_exporter, tmp_path):
+def test_prometheus_finds_every_engine_through_http_sd(
+    engine, scenario, run_exporter, run_prometheus, tmp_path
+):
     config = write_config(
         tmp_path / "fleet.yml",
         [
@@ -345,7 +350,9 @@ def test_prometheus_finds_every_engine_through_http_sd(engine, scenario, run_exp
     exp = run_exporter("--config.file", str(config), env=clean_env())
     for name in ("engine-tls", "engine-unix"):
         wait_until(partial(has, exp, name, sized), 30, what=f"{name} fully collected")
-    prom = start_prometheus(prometheus_copy(FLEET_CONFIG, exp.port), tmp_path / "prom")
+    prom = start_prometheus(
+        run_prometheus, prometheus_copy(FLEET_CONFIG, exp.port), tmp_path / "prom"
+    )
     four = 'count_over_time(docker_disk_usage_bytes{resource="images"}[1m]) >= 4'
     prom.wait("every engine scraped four times", lambda: len(prom.query(four)) == 2)
     up = {r["metric"]["instance"]: r["value"][1] for r in prom.query('up{job="docker-inventory"}')}
@@ -368,7 +375,7 @@ def test_prometheus_finds_every_engine_through_http_sd(engine, scenario, run_exp
     assert {r["metric"]["target"] for r in own} == {"engine-tls", "engine-unix"}
 
 
-def test_two_replicas_split_the_fleet_by_hashmod(run_exporter, tmp_path):
+def test_two_replicas_split_the_fleet_by_hashmod(run_exporter, run_prometheus, tmp_path):
     engines: dict[str, FakeEngine] = {f"host-{i}": synthetic_engine() for i in range(6)}
     try:
         config = write_config(
@@ -384,7 +391,9 @@ def test_two_replicas_split_the_fleet_by_hashmod(run_exporter, tmp_path):
             for _ in range(2)
         ]
         proms = [
-            start_prometheus(prometheus_copy(SHARD_CONFIG, r.port, str(i)), tmp_path / f"p{i}")
+            start_prometheus(
+                run_prometheus, prometheus_copy(SHARD_CONFIG, r.port, str(i)), tmp_path / f"p{i}"
+            )
             for i, r in enumerate(replicas)
         ]
 
