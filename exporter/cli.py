@@ -7,12 +7,13 @@ import ctypes
 import gc
 import logging
 import os
+import re
 import signal
 import sys
 import threading
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from . import __version__
 from .config import FLAG_GROUPS, Config, ConfigError, Flag, from_flags
@@ -53,6 +54,12 @@ def tune_memory() -> None:
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # argparse takes "-1s" for an option and reports a missing value; read anything
+        # that starts with "-" and a digit as a value, so it gets a proper error.
+        self._negative_number_matcher = re.compile(r"^-\d")
+
     def error(self, message: str) -> NoReturn:
         """One line and exit 2, instead of argparse's usage block."""
         self.exit(2, f"{PROG}: {message} (see --help)\n")

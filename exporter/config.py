@@ -13,13 +13,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from . import durations
 from .metrics import CONTAINER_SIZES, DISK_RESOURCES, DISK_USAGE, INVENTORY
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 DEFAULT_LABELS = "com.docker.compose.project,com.docker.compose.service"
 DEFAULT_PORT = 9487
-_DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+# A collection more often than this only loads the engine; a 1ms interval ran at 97% CPU.
+MIN_INTERVAL = 1.0
+# Far beyond any useful schedule, and well inside what timers and datetimes can hold.
+MAX_DURATION = 7 * 86400.0
 _LABEL_NAME_RE = re.compile(r"[^a-zA-Z0-9_]")
 
 
@@ -177,6 +180,11 @@ LABELS = Flag(
     "comma-separated container label keys exported on docker_container_labels",
     DEFAULT_LABELS,
 )
+MAX_ANSWER = Flag(
+    "--collect.max-answer-size",
+    "largest engine answer read, after gzip decoding (about 1 KB per container)",
+    "64MiB",
+)
 WORKERS = Flag(
     "--collect.workers",
     "threads that collect, shared by all targets: more than the engines that may hang at once",
@@ -222,6 +230,7 @@ FLAG_GROUPS: dict[str, tuple[Flag, ...]] = {
         PER_IMAGE,
         PER_CONTAINER,
         LABELS,
+        MAX_ANSWER,
         WORKERS,
         ON_SCRAPE,
     ),
@@ -243,7 +252,7 @@ def job_schedule(
     (``default_timeout`` or the table's), shortened to the interval where it is longer.
     """
     interval_name, timeout_name = names
-    every = parse_duration(interval, interval_name, allow_zero=setting.optional)
+    every = parse_interval(interval, interval_name, allow_zero=setting.optional)
     if timeout is None:
         limit = default_timeout
         if limit is None:
@@ -275,6 +284,7 @@ class TargetSettings:
     per_image: bool = True
     per_container: bool = True
     container_labels: tuple[str, ...] = tuple(DEFAULT_LABELS.split(","))
+    max_answer_bytes: int = 64 * 1024 * 1024
 
     @property
     def label_names(self) -> tuple[str, ...]:
@@ -302,15 +312,33 @@ class Config:
     healthcheck: bool = False
 
 
-def parse_duration(text: str, what: str, allow_zero: bool = False) -> float:
-    """'15s', '5m', '1h', '500ms' or plain seconds."""
-    match = _DURATION_RE.match(text.strip())
-    if not match:
-        raise ConfigError(f"{what} '{text}' is not a duration like 15s, 5m or 1h")
-    seconds = float(match.group(1)) * _UNITS[match.group(2)]
-    if seconds == 0 and not allow_zero:
+def parse_duration(text: str, what: str, allow_zero: bool = False, minimum: float = 0.0) -> float:
+    """A Prometheus duration ('15s', '1h30m', '2d', '500ms') within sane bounds."""
+    if text.strip().startswith("-"):
+        raise ConfigError(f"{what} '{text}' is negative; give a duration like 15s or 1h30m")
+    seconds = durations.parse_duration(text)
+    if seconds is None:
+        raise ConfigError(f"{what} '{text}' is not a duration like 15s, 1h30m, 2d or 500ms")
+    if seconds == 0:
+        if allow_zero:
+            return 0.0
         raise ConfigError(f"{what} must be longer than 0")
+    if seconds < minimum:
+        raise ConfigError(f"{what} '{text}' is shorter than {durations.format_duration(minimum)}")
+    if seconds > MAX_DURATION:
+        raise ConfigError(f"{what} '{text}' is longer than the maximum of 1w")
     return seconds
+
+
+def parse_interval(text: str, what: str, allow_zero: bool = False) -> float:
+    return parse_duration(text, what, allow_zero, minimum=MIN_INTERVAL)
+
+
+def parse_size(text: str, what: str) -> int:
+    size = durations.parse_size(text)
+    if size is None or size <= 0:
+        raise ConfigError(f"{what} '{text}' is not a size like 64MiB or 100MB")
+    return size
 
 
 def parse_listen_address(text: str) -> tuple[str, int]:
@@ -358,6 +386,14 @@ def parse_resources(value: str | Sequence[str], what: str = RESOURCES.name) -> t
 def parse_host(host: str, source: str, tls: bool) -> str:
     """Validate a DOCKER_HOST-style address and return it in canonical form."""
     parts = urlsplit(host)
+    if parts.scheme in ("unix", "tcp"):
+        if parts.query or parts.fragment or "?" in host or "#" in host:
+            raise ConfigError(f"{source} '{host}' has a query or fragment, which would be dropped")
+        if "@" in parts.netloc:
+            raise ConfigError(
+                f"{source} '{host}' carries user info, which would be dropped"
+                " (the Engine API takes no credentials in its address)"
+            )
     if parts.scheme == "unix":
         path = parts.netloc + parts.path
         if not path.startswith("/"):
@@ -373,6 +409,14 @@ def parse_host(host: str, source: str, tls: bool) -> str:
         hostname = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
         return f"tcp://{hostname}:{port or (2376 if tls else 2375)}"
     raise ConfigError(f"{source} '{host}' is not a unix:// or tcp:// address")
+
+
+class _EncryptedKey(Exception):
+    pass
+
+
+def _no_pass_phrase() -> bytes:
+    raise _EncryptedKey()
 
 
 def _readable(path: str, what: str) -> str:
@@ -405,7 +449,14 @@ def check_tls_files(ca: str | None, cert: str | None, key: str | None) -> None:
             except ConfigError as exc:
                 raise ConfigError(str(exc), name) from None
         try:
-            context.load_cert_chain(cert, key)
+            # Without a password callback OpenSSL would prompt on the terminal.
+            context.load_cert_chain(cert, key, password=_no_pass_phrase)
+        except _EncryptedKey:
+            raise ConfigError(
+                f"the client key {key} is encrypted; give it without a pass phrase "
+                "(openssl pkey -in KEY -out PLAIN_KEY)",
+                "key",
+            ) from None
         except ssl.SSLError:
             raise ConfigError(
                 f"the client certificate {cert} and key {key} are not a matching PEM pair", "cert"
@@ -441,6 +492,8 @@ def resolve_engine(
     env_tls = bool(env.get("DOCKER_TLS"))
     flags_tls = any(v is not None for v in (ca, cert, key)) or verify is not None
     tls_on = env_verify or env_tls or flags_tls
+    if host is not None and not host.strip():
+        raise ConfigError(f"{HOST.name} is empty; give unix:///path or tcp://host:port")
     source = HOST.name if host else "DOCKER_HOST"
     raw_host = host or env.get("DOCKER_HOST") or DEFAULT_HOST
     canonical = parse_host(raw_host, source, tls_on)
@@ -505,6 +558,10 @@ def settings_from(
             values["container_labels"],  # type: ignore[arg-type]
             names["container_labels"],
         )
+    if values.get("max_answer_size") is not None:
+        changes["max_answer_bytes"] = parse_size(
+            str(values["max_answer_size"]), names["max_answer_size"]
+        )
     for key in ("per_image", "per_container"):
         if values.get(key) is not None:
             changes[key] = values[key]
@@ -527,6 +584,7 @@ FLAG_KEYS: dict[str, Flag] = {
     "per_image": PER_IMAGE,
     "per_container": PER_CONTAINER,
     "container_labels": LABELS,
+    "max_answer_size": MAX_ANSWER,
 }
 """The per-target settings that flags set, by their config-file key."""
 

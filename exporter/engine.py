@@ -8,10 +8,13 @@ failure, so the next run reconnects and re-reads ``/version``.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import logging
+import socket
 import ssl
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -28,8 +31,11 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-VERSION_TTL = 3600.0
-READ_CHUNK = 1 << 16  # /version is re-read hourly and after every failure
+VERSION_TTL = 3600.0  # /version is re-read hourly and after every failure
+# The decoded size cap of one answer. Recorded engines send about 1 KB per container and
+# 0.4 KB per image: 64 MiB holds some 60,000 containers, beyond the biggest CI hosts reported.
+DEFAULT_MAX_ANSWER_BYTES = 64 * 1024 * 1024
+READ_CHUNK = 1 << 16
 
 VERSION = "/version"
 IMAGES = "/images/json"
@@ -51,7 +57,30 @@ _CLIENT_CERT_REFUSED = frozenset(
 
 
 class EngineError(Exception):
-    """A failed engine request; str() is one line naming the cause."""
+    """A failed engine request; str() is one line naming the cause.
+
+    ``cause`` is stable from one failure to the next of the same kind (it is what "log
+    once per cause" compares); ``detail`` is what the engine sent, quoted, and may vary.
+    """
+
+    def __init__(self, cause: str, detail: str = "") -> None:
+        super().__init__(f"{cause} {detail}" if detail else cause)
+        self.cause = cause
+        self.detail = detail
+
+
+def quoted(text: str, limit: int = 200) -> str:
+    """Engine-sent text for a log line: JSON-quoted, so a newline cannot split the line."""
+    cut = text[:limit] + ("..." if len(text) > limit else "")
+    return json.dumps(cut, ensure_ascii=False)
+
+
+class _Deadline(Exception):
+    """The watchdog cut the connection: the request outlived its total deadline."""
+
+
+class _TooBig(Exception):
+    pass
 
 
 def _root_cause(exc: BaseException) -> BaseException:
@@ -69,6 +98,8 @@ def _root_cause(exc: BaseException) -> BaseException:
 
 def describe(exc: BaseException, where: str, timeout: float, client_cert: bool = False) -> str:
     """One line for a failed request to ``where``; ``client_cert``: whether one was sent."""
+    if isinstance(exc, EngineError):
+        return str(exc)
     if isinstance(exc, requests.exceptions.Timeout):
         return f"{where}: no answer within {timeout:g}s"
     if isinstance(exc, requests.exceptions.SSLError):
@@ -98,28 +129,38 @@ def describe(exc: BaseException, where: str, timeout: float, client_cert: bool =
         if isinstance(root, OSError) and root.strerror:
             return f"{where}: cannot connect: {root.strerror}"
         return f"{where}: cannot connect: {str(root).splitlines()[0][:200]}"
-    if isinstance(exc, requests.exceptions.HTTPError) and exc.response is not None:
-        message = ""
-        try:
-            body = exc.response.json()
-            if isinstance(body, dict):
-                message = str(body.get("message", ""))
-        except ValueError:
-            message = exc.response.text[:200]
-        message = " ".join(message.split())
-        return f"{where}: engine answered HTTP {exc.response.status_code} {message}".rstrip()
     if isinstance(exc, (ValueError, json.JSONDecodeError)):
         return f"{where}: the engine's answer is not valid JSON"
     return f"{where}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
 
 
+def _error_message(body: bytes | bytearray) -> str:
+    """The engine's error message, quoted: it may vary (request ids), so it is detail."""
+    text = body[:4096].decode("utf-8", "replace")
+    try:
+        data = json.loads(text)
+        if isinstance(data, dict) and isinstance(data.get("message"), str):
+            text = data["message"]
+    except ValueError:
+        pass
+    return quoted(" ".join(text.split())) if text.strip() else ""
+
+
 class EngineClient:
-    def __init__(self, config: EngineConfig, timeout: float) -> None:
+    def __init__(
+        self,
+        config: EngineConfig,
+        timeout: float,
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
+    ) -> None:
         self.config = config
         self.timeout = timeout
+        self.max_answer_bytes = max_answer_bytes
         self._api: Any = None
         self._engine: EngineInfo | None = None
         self._engine_read_at = 0.0
+        self._in_flight: Any = None  # the connection of the request being made
+        self._in_flight_lock = threading.Lock()
 
     def _session(self) -> Any:
         if self._api is None:
@@ -140,8 +181,44 @@ class EngineClient:
             api.trust_env = False
             if settings is not None and settings.ca and settings.verify:
                 api.verify = settings.ca
+            for adapter in api.adapters.values():
+                self._track_connections(adapter)
             self._api = api
         return self._api
+
+    def _track_connections(self, adapter: Any) -> None:
+        """Note which connection each request uses, so the watchdog can cut it.
+
+        A socket timeout bounds each read, not the request: an engine sending a byte a
+        second never trips it. The watchdog shuts the connection down at the deadline.
+        """
+        get_pool = adapter.get_connection_with_tls_context
+        client = self
+
+        def tracked_pool(*args: Any, **kwargs: Any) -> Any:
+            pool = get_pool(*args, **kwargs)
+            if not getattr(pool, "_exporter_tracked", False):
+                get_conn = pool._get_conn
+
+                def tracked_get_conn(*a: Any, **kw: Any) -> Any:
+                    conn = get_conn(*a, **kw)
+                    with client._in_flight_lock:
+                        client._in_flight = conn
+                    return conn
+
+                pool._get_conn = tracked_get_conn
+                pool._exporter_tracked = True
+            return pool
+
+        adapter.get_connection_with_tls_context = tracked_pool
+
+    def _cut(self, fired: threading.Event) -> None:
+        with self._in_flight_lock:
+            fired.set()
+            sock = getattr(self._in_flight, "sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):  # already closed
+                sock.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
         if self._api is not None:
@@ -163,24 +240,89 @@ class EngineClient:
             raise ValueError(f"{path} is not one of the engine endpoints {ENDPOINTS}")
         version = self._engine.api_version if self._engine and path != VERSION else ""
         url = f"{api.base_url}{'/v' + version if version else ''}{path}"
+        where = f"GET {path}"
+        fired = threading.Event()
+        watchdog = threading.Timer(timeout, self._cut, (fired,))
+        watchdog.daemon = True
+        with self._in_flight_lock:
+            self._in_flight = None
+        watchdog.start()
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
-                response = api.get(url, params=params, timeout=timeout, stream=True)
-            response.raise_for_status()
-            # Read into one buffer that grows in place: .content would hold the answer
-            # twice (its chunks, then their join), 13 MB each for 10k containers.
-            body = bytearray()
-            for chunk in response.iter_content(READ_CHUNK):
-                body += chunk
-            return decode(body)
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+                    # The Engine API never redirects: following one would send the client
+                    # certificate, or report a foreign engine's data, from elsewhere.
+                    response = api.get(
+                        url, params=params, timeout=timeout, stream=True, allow_redirects=False
+                    )
+                with response:
+                    status = response.status_code
+                    if 300 <= status < 400:
+                        target = response.headers.get("Location", "")
+                        raise EngineError(
+                            f"{where}: the engine answered a redirect (HTTP {status}), which "
+                            "the Engine API never does; not followed",
+                            f"to {quoted(target)}" if target else "",
+                        )
+                    body = self._read(response, where, fired)
+                if status >= 400:
+                    raise EngineError(
+                        f"{where}: engine answered HTTP {status}", _error_message(body)
+                    ) from requests.exceptions.HTTPError(status, response=response)
+                try:
+                    return decode(body)
+                except EngineDataError:
+                    raise  # valid JSON of the wrong shape: the decoder's own one-line message
+                except (ValueError, RecursionError) as exc:
+                    raise EngineError(f"{where}: the engine's answer is not valid JSON") from exc
+            except Exception as exc:
+                if fired.is_set():
+                    raise _Deadline() from exc
+                raise
+        except _Deadline as exc:
+            self.close()
+            raise EngineError(f"{where}: no answer within {timeout:g}s") from exc.__cause__
+        except EngineError:
+            self.close()
+            raise
         except EngineDataError:
-            raise  # valid JSON of the wrong shape: the decoder's own one-line message
+            raise
         except Exception as exc:
             self.close()
             tls = self.config.tls
             sent_cert = tls is not None and tls.cert is not None
-            raise EngineError(describe(exc, f"GET {path}", timeout, sent_cert)) from exc
+            raise EngineError(describe(exc, where, timeout, sent_cert)) from exc
+        finally:
+            watchdog.cancel()
+
+    def _read(self, response: Any, where: str, fired: threading.Event) -> bytearray:
+        """The decoded body, at most ``max_answer_bytes`` (compressed or not)."""
+        limit = self.max_answer_bytes
+        length = response.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > limit:
+            raise self._too_big(where)
+        # One buffer that grows in place: a list of chunks and their join would hold the
+        # answer twice (13 MB each for 10k containers).
+        body = bytearray()
+        try:
+            # urllib3 (2.6+) decodes at most the amount asked for per read, so a gzip bomb
+            # is stopped at the cap rather than expanded in memory.
+            for chunk in response.raw.stream(READ_CHUNK, decode_content=True):
+                if len(body) + len(chunk) > limit:
+                    raise self._too_big(where)
+                body += chunk
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            if fired.is_set():
+                raise _Deadline() from exc
+            raise EngineError(f"{where}: the engine closed the connection mid-answer") from exc
+        return body
+
+    def _too_big(self, where: str) -> EngineError:
+        return EngineError(
+            f"{where}: the answer is larger than {self.max_answer_bytes} bytes "
+            "(--collect.max-answer-size); not read"
+        )
 
     def engine(self) -> EngineInfo:
         """The engine's identity and API version, cached for VERSION_TTL."""

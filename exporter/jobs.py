@@ -24,7 +24,7 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from .config import EngineConfig, JobSchedule, TargetSettings
-from .engine import EngineClient, EngineError
+from .engine import EngineClient, EngineError, quoted
 from .records import (
     EngineDataError,
     EngineInfo,
@@ -89,12 +89,13 @@ class InventoryJob(Job[InventorySnapshot]):
         engine = self.client.engine()
         if engine != self.engine_seen:
             self.engine_seen = engine
+            # engine-sent text is quoted: a newline in it cannot split or forge a log line
             log.info(
                 "%sengine: %s %s, API %s",
                 self.log_prefix,
-                engine.product,
-                engine.version,
-                engine.api_version,
+                quoted(engine.product),
+                quoted(engine.version),
+                quoted(engine.api_version),
             )
         images = self.client.images(decode_images)
         containers = self.client.containers(
@@ -151,15 +152,20 @@ class Runner(Generic[S]):
         # Only this runner changes the job's last error, and never two runs of a job at a time.
         previous_error = self.job.slot.result.status.last_error
         snapshot: S | None = None
+        # ``cause`` stays the same from one failure to the next of the same kind, so it is
+        # logged once however the engine's text varies; ``message`` adds what it sent.
         cause: str | None = None
+        message = ""
         try:
             snapshot = self.job.collect(now)
-        except (EngineError, EngineDataError) as exc:
-            cause = str(exc)
+        except EngineError as exc:
+            cause, message = exc.cause, str(exc)
+        except EngineDataError as exc:
+            cause = message = str(exc)
         except Exception as exc:  # a bug must not stop the schedule; log it once with its trace
-            cause = f"internal error: {type(exc).__name__}: {exc}"
+            cause = f"internal error: {type(exc).__name__}"
             if cause != previous_error:
-                log.exception("%s: %s", self.what, cause)
+                log.exception("%s: %s: %s", self.what, cause, quoted(str(exc)))
                 previous_error = cause
         duration = time.monotonic() - started
         update: Callable[[JobStatus], JobStatus]
@@ -174,7 +180,7 @@ class Runner(Generic[S]):
 
         else:
             if cause != previous_error:
-                log.error("%s: %s", self.what, cause)
+                log.error("%s: %s", self.what, message)
 
             def update(s: JobStatus) -> JobStatus:
                 return replace(
@@ -197,7 +203,7 @@ def build_jobs(
     schedules = settings.schedules
 
     def client(schedule: JobSchedule) -> EngineClient:
-        return EngineClient(engine, schedule.timeout)
+        return EngineClient(engine, schedule.timeout, settings.max_answer_bytes)
 
     jobs: list[Job[Any]] = [
         InventoryJob(

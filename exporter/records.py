@@ -9,8 +9,9 @@ Only a top-level shape that cannot be an answer of that endpoint raises ``Engine
 from __future__ import annotations
 
 import json
+import math
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Optional, Protocol, Union
 
@@ -24,6 +25,7 @@ class EngineDataError(ValueError):
     """The engine answered with something that is not the documented shape."""
 
 
+_INT64_MAX = 2**63 - 1
 NONE_TAG = "<none>:<none>"
 NONE_DIGEST = "<none>@<none>"
 _EXIT_RE = re.compile(r"^Exited \((-?\d+)\)")
@@ -41,28 +43,47 @@ def _count(raw: Fields, key: str) -> int | None:
     value = raw.get(key)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    if value < 0 or value != value:  # -1 sentinels, NaN
+    # -1 sentinels, NaN, 1e400 read as infinity, and integers past the engine's int64
+    if value < 0 or not math.isfinite(value) or value > _INT64_MAX:
         return None
     return int(value)
 
 
+def text(value: str) -> str:
+    """A string as UTF-8 can carry it: a lone surrogate (JSON allows "\\udc80") becomes U+FFFD.
+
+    Such a string cannot be encoded, so it would break every rendering of the exposition.
+    """
+    if value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return value
+
+
 def _str(raw: Fields, key: str) -> str:
     value = raw.get(key)
-    return value if isinstance(value, str) else ""
+    return text(value) if isinstance(value, str) else ""
 
 
 def _strs(raw: Fields, key: str) -> tuple[str, ...]:
     value = raw.get(key)
     if not isinstance(value, list):
         return ()
-    return tuple(v for v in value if isinstance(v, str))
+    return tuple(text(v) for v in value if isinstance(v, str))
 
 
 def _labels(raw: Fields, keys: Keys) -> dict[str, str]:
     value = raw.get("Labels")
     if not isinstance(value, dict):
         return {}
-    return {str(k): v for k, v in value.items() if isinstance(v, str) and _kept(str(k), keys)}
+    return {
+        text(str(k)): text(v)
+        for k, v in value.items()
+        if isinstance(v, str) and _kept(str(k), keys)
+    }
 
 
 def _kept(key: str, keys: Keys) -> bool:
@@ -154,8 +175,22 @@ def parse_image(raw: Fields) -> ImageRecord:
     )
 
 
+def _unique(records: Iterable[Any], *keys: str) -> Iterator[Any]:
+    """The first record for each value of each key: an engine listing an object twice
+    must not yield two identical series or count it twice."""
+    seen: dict[str, set[str]] = {key: set() for key in keys}
+    for record in records:
+        values = [getattr(record, key) for key in keys]
+        if any(v in seen[k] for k, v in zip(keys, values)):
+            continue
+        for k, v in zip(keys, values):
+            seen[k].add(v)
+        yield record
+
+
 def parse_images(data: object) -> tuple[ImageRecord, ...]:
-    return tuple(parse_image(raw) for raw in _objects(data, "/images/json") if _str(raw, "Id"))
+    images = (parse_image(raw) for raw in _objects(data, "/images/json") if _str(raw, "Id"))
+    return tuple(_unique(images, "id"))
 
 
 def _container_name(names: list[str] | tuple[str, ...], container_id: str) -> str:
@@ -213,11 +248,12 @@ def parse_container(raw: Fields, label_keys: Keys = None) -> ContainerRecord:
 
 
 def parse_containers(data: object, label_keys: Keys = None) -> tuple[ContainerRecord, ...]:
-    return tuple(
+    containers = (
         parse_container(raw, label_keys)
         for raw in _objects(data, "/containers/json")
         if _str(raw, "Id")
     )
+    return tuple(_unique(containers, "id", "name"))
 
 
 # --- decoding straight from the engine's bytes -------------------------------------------------
@@ -263,16 +299,18 @@ class _RawContainer(msgspec.Struct, gc=False):
 
 
 def _number(value: Number) -> int | None:
-    """As _count, for a value already known to be a number or null (never NaN in JSON)."""
-    return None if value is None or value < 0 else int(value)
+    """As _count, for a value already known to be a number or null (1e400 is infinity)."""
+    if value is None or value < 0 or not math.isfinite(value) or value > _INT64_MAX:
+        return None
+    return int(value)
 
 
 def _image_of(raw: _RawImage) -> ImageRecord:
     created = _number(raw.Created)
     return ImageRecord(
-        id=raw.Id,
-        repo_tags=tuple(t for t in raw.RepoTags or () if t not in (NONE_TAG, "<none>")),
-        repo_digests=tuple(d for d in raw.RepoDigests or () if d != NONE_DIGEST),
+        id=text(raw.Id),
+        repo_tags=tuple(text(t) for t in raw.RepoTags or () if t not in (NONE_TAG, "<none>")),
+        repo_digests=tuple(text(d) for d in raw.RepoDigests or () if d != NONE_DIGEST),
         created=created if created else None,
         size=_number(raw.Size),
         shared_size=_number(raw.SharedSize),
@@ -281,14 +319,14 @@ def _image_of(raw: _RawImage) -> ImageRecord:
 
 
 def _container_of(raw: _RawContainer, label_keys: Keys) -> ContainerRecord:
-    state = (raw.State or "").lower()
-    status = raw.Status or ""
+    state = text(raw.State or "").lower()
+    status = text(raw.Status or "")
     created = _number(raw.Created)
     return ContainerRecord(
-        id=raw.Id,
-        name=_container_name(raw.Names or (), raw.Id),
-        image=raw.Image or "",
-        image_id=raw.ImageID or "",
+        id=text(raw.Id),
+        name=text(_container_name(raw.Names or (), raw.Id)),
+        image=text(raw.Image or ""),
+        image_id=text(raw.ImageID or ""),
         created=created if created else None,
         state=state,
         status=status,
@@ -311,11 +349,11 @@ def decode_images(body: Body) -> tuple[ImageRecord, ...]:
         raws = _IMAGES.decode(body)
     except (msgspec.DecodeError, UnicodeDecodeError):
         return parse_images(json.loads(body))
-    return tuple(_image_of(raw) for raw in raws if raw.Id)
+    return tuple(_unique((_image_of(raw) for raw in raws if raw.Id), "id"))
 
 
 def _kept_labels(labels: dict[str, str], keys: Keys) -> dict[str, str]:
-    return labels if keys is None else {k: v for k, v in labels.items() if k in keys}
+    return {text(k): text(v) for k, v in labels.items() if keys is None or k in keys}
 
 
 def decode_containers(body: Body, label_keys: Keys = None) -> tuple[ContainerRecord, ...]:
@@ -326,7 +364,8 @@ def decode_containers(body: Body, label_keys: Keys = None) -> tuple[ContainerRec
     """
     try:
         raws = _CONTAINERS.decode(body)
-        return tuple(_container_of(raw, label_keys) for raw in raws if raw.Id)
+        containers = (_container_of(raw, label_keys) for raw in raws if raw.Id)
+        return tuple(_unique(containers, "id", "name"))
     except (msgspec.DecodeError, UnicodeDecodeError):
         return parse_containers(json.loads(body), label_keys)
 
@@ -388,7 +427,9 @@ def parse_disk_usage(data: object) -> DiskUsageRecord:
     return DiskUsageRecord(
         layers_size=_count(data, "LayersSize"),
         images=tuple(parse_image(r) for r in images if _str(r, "Id")),
-        containers=tuple(parse_container(r) for r in containers if _str(r, "Id")),
+        containers=tuple(
+            _unique((parse_container(r) for r in containers if _str(r, "Id")), "id", "name")
+        ),
         volumes=None if volumes is None else tuple(_volume(r) for r in volumes),
         build_cache=None if cache is None else tuple(_build_cache(r) for r in cache),
     )

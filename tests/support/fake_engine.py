@@ -20,7 +20,14 @@ from tests.support.paths import load
 
 _VERSION = re.compile(r"^/v\d+\.\d+")
 
-Answer = Any  # JSON-able payload, or bytes sent as they are
+Answer = Any  # JSON-able payload, bytes sent as they are, or a Raw
+
+
+class Raw:
+    """An answer written by hand (status line, headers and all): for hostile engines."""
+
+    def __init__(self, write: Callable[[BaseHTTPRequestHandler], object]) -> None:
+        self.write = write
 
 
 class FakeEngine:
@@ -49,6 +56,11 @@ class FakeEngine:
                     delay = engine.delays.get(path, 0.0)
                 if delay:
                     engine.release.wait(delay)
+                if isinstance(answer, Raw):
+                    with contextlib.suppress(OSError):
+                        answer.write(self)
+                    self.close_connection = True
+                    return
                 if answer is None:
                     body = b'{"message":"page not found"}'
                     self.send_response(404)

@@ -32,6 +32,11 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
             {},
             "--collect.timeout (20s) must not be longer than --collect.interval (15s)",
         ),
+        (["--collect.interval", "-1s"], {}, "--collect.interval '-1s' is negative"),
+        (["--collect.interval", "1ms"], {}, "--collect.interval '1ms' is shorter than 1s"),
+        (["--collect.interval", "80000000h"], {}, "longer than the maximum of 1w"),
+        (["--docker.host", ""], {}, "--docker.host is empty"),
+        (["--collect.max-answer-size", "lots"], {}, "is not a size like 64MiB"),
         (["--web.listen-address", "9487"], {}, "is not HOST:PORT or :PORT"),
         ([], {"DOCKER_HOST": "tcp//oops"}, "DOCKER_HOST 'tcp//oops' is not a unix:// or tcp://"),
         (
@@ -93,6 +98,15 @@ def test_defaults():
     )
     assert (config.log_level, config.workers, config.collect_on_scrape) == ("info", 8, False)
     assert config.config_file is None
+
+
+def test_a_short_interval_alone_is_accepted_and_the_timeout_follows_it():
+    config = parse_config(["--collect.interval=2s", "--collect.disk-usage-interval=1m"], {})
+    schedules = config.target.settings.schedules
+    assert schedules.inventory == JobSchedule(2, 2)
+    assert schedules.disk_usage == JobSchedule(60, 60)
+    config = parse_config(["--collect.interval=1h30m", "--collect.timeout=1m"], {})
+    assert config.target.settings.schedules.inventory == JobSchedule(5400, 60)
 
 
 def test_healthcheck_fails_without_a_server():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from exporter.config import (
     job_schedule,
     label_name,
     parse_duration,
+    parse_interval,
     parse_label_keys,
     parse_listen_address,
     parse_resources,
@@ -151,16 +154,74 @@ def test_mismatched_or_non_pem_files_are_rejected(certs, tmp_path):
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("15s", 15), ("5m", 300), ("1h", 3600), ("500ms", 0.5), ("2", 2), ("1.5s", 1.5)],
+    [
+        ("15s", 15),
+        ("5m", 300),
+        ("1h", 3600),
+        ("500ms", 0.5),
+        ("2", 2),
+        ("1.5s", 1.5),
+        ("1h30m", 5400),
+        ("2d", 172800),
+        ("1w", 604800),
+        ("1d2h3m4s5ms", 93784.005),
+    ],
 )
-def test_durations(text, seconds):
+def test_durations_in_prometheus_syntax(text, seconds):
     assert parse_duration(text, "--x") == seconds
 
 
-@pytest.mark.parametrize("text", ["", "5 minutes", "-1s", "1d", "s"])
+@pytest.mark.parametrize("text", ["", "5 minutes", "s", "1h1h", "30m1h", "1.5h30m"])
 def test_bad_durations(text):
     with pytest.raises(ConfigError, match="is not a duration"):
         parse_duration(text, "--x")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("-1s", "'-1s' is negative"),
+        ("80000000h", "longer than the maximum of 1w"),
+        ("8d", "longer than the maximum of 1w"),
+    ],
+)
+def test_durations_out_of_bounds(text, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_duration(text, "--x")
+
+
+def test_intervals_have_a_floor():
+    assert parse_interval("1s", "--x") == 1.0
+    with pytest.raises(ConfigError, match="'1ms' is shorter than 1s"):
+        parse_interval("1ms", "--x")
+
+
+@pytest.mark.parametrize(
+    ("host", "message"),
+    [
+        ("tcp://user:secret@127.0.0.1:2376", "carries user info, which would be dropped"),
+        ("tcp://127.0.0.1:2376?tls=1", "has a query or fragment"),
+        ("unix:///var/run/docker.sock?x=1", "has a query or fragment"),
+        ("", "--docker.host is empty"),
+        ("  ", "--docker.host is empty"),
+    ],
+)
+def test_engine_addresses_that_would_lose_something_are_refused(host, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        resolve_engine({}, host=host)
+
+
+def test_an_encrypted_client_key_is_refused_without_a_prompt(certs, tmp_path):
+    encrypted = tmp_path / "encrypted-key.pem"
+    subprocess.run(
+        ["openssl", "pkey", "-in", str(certs / "key.pem"), "-aes256", "-passout", "pass:x",
+         "-out", str(encrypted)],
+        check=True, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match="is encrypted; give it without a pass phrase"):
+        resolve_engine(
+            {}, host="tcp://h:1", cert=str(certs / "cert.pem"), key=str(encrypted), verify=False
+        )
 
 
 def test_zero_duration_only_where_allowed():

@@ -123,7 +123,7 @@ ERRORS = [
     ),
     (
         ONE + "    hots: x\n",
-        "target 'b1': hots: unknown key (known: name, host, tls, collect_interval, collect_timeout, disk_usage_interval, disk_usage_timeout, container_sizes_interval, container_sizes_timeout, disk_usage_resources, per_image, per_container, container_labels)",  # noqa: E501
+        "target 'b1': hots: unknown key (known: name, host, tls, collect_interval, collect_timeout, disk_usage_interval, disk_usage_timeout, container_sizes_interval, container_sizes_timeout, disk_usage_resources, per_image, per_container, container_labels, max_answer_size)",  # noqa: E501
     ),
     (
         "targets:\n  - name: b1\n    host: ssh://me@h\n",
@@ -175,7 +175,7 @@ ERRORS = [
     ),
     (
         ONE + "    collect_interval: soon\n",
-        "target 'b1': collect_interval 'soon' is not a duration like 15s, 5m or 1h",
+        "target 'b1': collect_interval 'soon' is not a duration like 15s, 1h30m, 2d or 500ms",
     ),
     (
         ONE + "    collect_interval: 10s\n    collect_timeout: 11s\n",
@@ -209,7 +209,7 @@ ERRORS = [
     ),
     (
         "defaults:\n  host: unix:///d.sock\n",
-        "defaults: host: unknown key (known: collect_interval, collect_timeout, disk_usage_interval, disk_usage_timeout, container_sizes_interval, container_sizes_timeout, disk_usage_resources, per_image, per_container, container_labels)",  # noqa: E501
+        "defaults: host: unknown key (known: collect_interval, collect_timeout, disk_usage_interval, disk_usage_timeout, container_sizes_interval, container_sizes_timeout, disk_usage_resources, per_image, per_container, container_labels, max_answer_size)",  # noqa: E501
     ),
     (
         "discover:\n  docker_context: true\n",

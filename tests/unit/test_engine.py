@@ -80,13 +80,13 @@ ROWS: list[tuple[str, Server, ClientTLS | None, str]] = [
         "HTTP 500 with a JSON message",
         plain(loopback.http_answer("500 Internal Server Error", b'{"message": "boom\\n  now"}')),
         None,
-        f"{V}: engine answered HTTP 500 boom now",
+        f'{V}: engine answered HTTP 500 "boom now"',  # what the engine sent, quoted
     ),
     (
         "HTTP 404 with text",
         plain(loopback.http_answer("404 Not Found", b"page not found", "text/plain")),
         None,
-        f"{V}: engine answered HTTP 404 page not found",
+        f'{V}: engine answered HTTP 404 "page not found"',
     ),
     (
         "not HTTP",

@@ -54,6 +54,10 @@ def runner(
     return Runner(job, lambda: published.append(1)), state, published
 
 
+def errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+
+
 def test_inventory_run_publishes_a_snapshot(fake):
     run, state, published = runner(fake)
     run()
@@ -101,7 +105,7 @@ def test_failure_logged_once_per_cause_then_recovery(fake, caplog):
     ]
     # the engine's identity once (not again after reconnecting to the same engine)
     assert [r.getMessage() for r in caplog.records if r.levelno == logging.INFO] == [
-        "engine: Docker Engine 29.0.0, API 1.52",
+        'engine: "Docker Engine" "29.0.0", API "1.52"',
         "inventory job: recovered",
     ]
     status = state.view().jobs["inventory"]
@@ -109,13 +113,16 @@ def test_failure_logged_once_per_cause_then_recovery(fake, caplog):
     assert not any(r.exc_info for r in caplog.records)
 
 
-def test_http_errors_carry_the_engine_message(fake):
+def test_http_errors_carry_the_engine_message(fake, caplog):
     run, state, _ = runner(fake)
     fake.answers.pop("/containers/json")
     run()
     assert state.view().jobs["inventory"].last_error == (
-        "GET /containers/json: engine answered HTTP 404 page not found"
+        "GET /containers/json: engine answered HTTP 404"
     )
+    assert errors(caplog) == [
+        'inventory job: GET /containers/json: engine answered HTTP 404 "page not found"'
+    ]
 
 
 def test_timeout_is_one_line_and_bounded(fake):

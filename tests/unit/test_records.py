@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from exporter.records import (
@@ -12,6 +14,7 @@ from exporter.records import (
     parse_image,
     parse_images,
     parse_version,
+    text,
 )
 from tests.support.paths import load
 
@@ -141,3 +144,39 @@ def test_disk_usage_null_sections():
         parse_disk_usage([])
     with pytest.raises(EngineDataError, match="Volumes"):
         parse_disk_usage({"Volumes": "x"})
+
+
+def test_a_lone_surrogate_becomes_the_replacement_character():
+    (image,) = parse_images(
+        json.loads('[{"Id": "sha256:a", "RepoTags": ["app:\\udc80"], "Labels": {"k\\ud800": "v"}}]')
+    )
+    assert image.repo_tags == ("app:\ufffd",)
+    (container,) = parse_containers(
+        json.loads('[{"Id": "c", "Names": ["/x\\udc80"], "Labels": {"k\\ud800": "\\udfff"}}]')
+    )
+    assert container.name == "x\ufffd"
+    assert dict(container.labels) == {"k\ufffd": "\ufffd"}
+    assert text("caf\u00e9") == "caf\u00e9"
+
+
+def test_infinite_and_out_of_range_numbers_are_not_values():
+    images = parse_images(
+        json.loads('[{"Id": "sha256:a", "Size": 1e400}, {"Id": "sha256:b", "Size": 1e30}]')
+    )
+    assert [i.size for i in images] == [None, None]
+    (image,) = parse_images([{"Id": "sha256:c", "Size": 2**63 - 1}])
+    assert image.size == 2**63 - 1
+
+
+def test_an_object_listed_twice_counts_once():
+    images = parse_images([{"Id": "sha256:a", "Size": 1}, {"Id": "sha256:a", "Size": 2}])
+    assert [(i.id, i.size) for i in images] == [("sha256:a", 1)]
+    containers = parse_containers(
+        [
+            {"Id": "c1", "Names": ["/web"]},
+            {"Id": "c1", "Names": ["/web"]},
+            {"Id": "c2", "Names": ["/web"]},
+            {"Id": "c3", "Names": ["/db"]},
+        ]
+    )
+    assert [(c.id, c.name) for c in containers] == [("c1", "web"), ("c3", "db")]
