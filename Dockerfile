@@ -34,11 +34,15 @@ ENV PIP_NO_CACHE_DIR=1 \
 WORKDIR /src
 COPY . .
 
+# The source revision, for docker_exporter_build_info (declared again at the end for the label).
+ARG REVISION=
+
 # Build the project's wheel (an isolated PEP 517 build: setuptools and wheel come from the
 # index, or from wheels/ when offline), install it with its dependencies into /opt/venv,
 # then drop the installers from the venv: the runtime image needs none of them.
 RUN set -eu; \
     if [ -d wheels ]; then export PIP_FIND_LINKS=/src/wheels; fi; \
+    if [ -n "${REVISION}" ]; then printf '%s\n' "${REVISION}" > exporter/REVISION; fi; \
     python3 -m venv /opt/venv; \
     /opt/venv/bin/python -m pip wheel --no-deps --wheel-dir /tmp/dist .; \
     /opt/venv/bin/python -m pip install /tmp/dist/*.whl; \
@@ -57,20 +61,18 @@ RUN groupadd --system --gid 10001 exporter \
 # Owned by root and not writable by the exporter; it runs fine on a read-only root fs.
 COPY --from=builder /opt/venv /opt/venv
 
-# WEB_LISTEN_ADDRESS is read by the HEALTHCHECK only: when you pass another
-# --web.listen-address to the exporter, set WEB_LISTEN_ADDRESS to the same value.
 ENV PATH="/opt/venv/bin:${PATH}" \
     PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1 \
-    WEB_LISTEN_ADDRESS=":9487"
+    PYTHONUNBUFFERED=1
 
 USER 10001:10001
 EXPOSE 9487
 
 # GET /-/healthy through the exporter's own --healthcheck mode: no curl/wget in the image.
-# The shell is there only to expand $WEB_LISTEN_ADDRESS at check time.
+# It reads the running exporter's flags from /proc, so it follows whatever
+# --web.listen-address and --web.config.file (TLS, basic auth) the container was given.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \
-  CMD ["/bin/sh", "-c", "exec docker-inventory-exporter --healthcheck --web.listen-address=\"${WEB_LISTEN_ADDRESS}\""]
+  CMD ["docker-inventory-exporter", "--healthcheck"]
 
 ENTRYPOINT ["docker-inventory-exporter"]
 

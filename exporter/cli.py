@@ -11,26 +11,23 @@ import re
 import signal
 import sys
 import threading
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
 
 from . import __version__
 from .config import FLAG_GROUPS, Config, ConfigError, Flag, from_flags
 from .fleet import Fleet
+from .healthcheck import check, explicit, running_exporter_args
 from .jobs import Scheduler
+from .logs import setup_logging
+from .server import HTTPServer, Limits, connection_limit
 from .target import SingleTarget, Target
-from .web import make_app, serve
+from .web import make_app
+from .webconfig import BasicAuth, TLSReloader, WebConfig, load_web_config
 
 log = logging.getLogger("exporter")
 
 PROG = "docker-inventory-exporter"
-LOG_LEVELS = {
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warn": logging.WARNING,
-    "error": logging.ERROR,
-}
 # A collection allocates some 10^5 short-lived, acyclic objects per 10k containers, and
 # CPython's default first GC generation (700 allocations) scans them hundreds of times:
 # about 15% of a collection's CPU (tests/bench_scale.py). A larger one still collects
@@ -109,27 +106,21 @@ def parse_config(argv: Sequence[str] | None, env: Mapping[str, str]) -> Config:
     )
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=LOG_LEVELS[level],
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%Y-%m-%dT%H:%M:%S",
-        stream=sys.stderr,
-    )
-    # APScheduler logs every run at INFO and every skip at WARNING; the jobs log what matters.
-    logging.getLogger("apscheduler").setLevel(logging.DEBUG if level == "debug" else logging.ERROR)
-
-
-def healthcheck(host: str, port: int) -> int:
-    """GET /-/healthy on the local exporter; 0 when it answers 200."""
-    host = host if host and host not in ("0.0.0.0", "::") else "127.0.0.1"
-    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/-/healthy"
-    try:
-        with urllib.request.urlopen(url, timeout=3) as response:
-            return 0 if response.status == 200 else 1
-    except (OSError, ValueError) as exc:
-        print(f"{PROG}: {url}: {exc}", file=sys.stderr)
-        return 1
+def healthcheck(argv: Sequence[str], config: Config, web: WebConfig) -> int:
+    """Exit status 0 when the exporter answers /-/healthy, following its own flags."""
+    if not explicit(argv):
+        running = running_exporter_args()
+        if running is not None:
+            try:
+                config = parse_config(running, os.environ)
+                web = load_web_config(config.web_config_file) if config.web_config_file else web
+            except ConfigError as exc:
+                print(f"{PROG}: the running exporter's flags: {exc}", file=sys.stderr)
+                return 1
+    healthy, seen = check(config.listen_host, config.listen_port, web)
+    if not healthy:
+        print(f"{PROG}: {seen}", file=sys.stderr)
+    return 0 if healthy else 1
 
 
 def watch_fleet(fleet: Fleet, config: Config, scheduler: Scheduler) -> Callable[[], None]:
@@ -153,12 +144,13 @@ def watch_fleet(fleet: Fleet, config: Config, scheduler: Scheduler) -> Callable[
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = parse_config(argv, os.environ)
+        web = load_web_config(config.web_config_file) if config.web_config_file else WebConfig()
     except ConfigError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
     if config.healthcheck:
-        return healthcheck(config.listen_host, config.listen_port)
-    setup_logging(config.log_level)
+        return healthcheck(sys.argv[1:] if argv is None else argv, config, web)
+    setup_logging(config.log_level, config.log_format)
     tune_memory()
     for warning in config.warnings:
         log.warning("%s", warning)
@@ -182,12 +174,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         serving = fleet
     else:
-        target = Target(config.target, process_metrics=True)
+        target = Target(config.target, process_metrics=config.exporter_metrics)
         target.start(scheduler)
         serving = SingleTarget(target)
-    app = make_app(serving)
+    app = make_app(serving, config.telemetry_path)
+    limits = Limits(max_requests=config.max_requests, max_connections=connection_limit(1000))
     try:
-        server, _ = serve(app, config.listen_host, config.listen_port)
+        server = HTTPServer(
+            app,
+            config.listen_host,
+            config.listen_port,
+            limits,
+            tls=TLSReloader(web.tls, log) if web.tls else None,
+            auth=BasicAuth(web.users) if web.users else None,
+            headers=web.headers,
+        )
     except OSError as exc:
         print(
             f"{PROG}: cannot listen on {config.listen_host}:{config.listen_port}: "
@@ -195,13 +196,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    server.start()
     scheduler.start()
     on_hup: Callable[[], None] | None = None
     if fleet is None:
         log.info(
-            "listening on %s:%d, engine %s, jobs %s",
+            "listening on %s:%d%s, engine %s, jobs %s",
             config.listen_host or "*",
             config.listen_port,
+            " (TLS)" if web.tls else "",
             config.target.engine.display,
             ", ".join(job.name for job in target.jobs),
         )

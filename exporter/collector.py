@@ -33,7 +33,7 @@ from .snapshot import (
 )
 from .state import State, View
 
-Family = Union[GaugeMetricFamily, CounterMetricFamily]
+Family = Union[GaugeMetricFamily, CounterMetricFamily]  # a run-time union: Python 3.9
 Row = tuple[tuple[str, ...], float]  # label values (in the family's label order), value
 Rows = tuple[Row, ...]
 

@@ -214,9 +214,27 @@ HEALTHCHECK = Flag(
     False,
 )
 LOG_LEVEL = Flag("--log.level", "log level", "info", choices=LOG_LEVELS)
+LOG_FORMAT = Flag("--log.format", "log line format", "logfmt", choices=("logfmt", "json"))
+WEB_CONFIG = Flag(
+    "--web.config.file",
+    "exporter-toolkit web config (YAML): TLS, client certificates, basic auth and response"
+    " headers; read at start, certificates re-read when they change",
+    metavar="PATH",
+)
+MAX_REQUESTS = Flag(
+    "--web.max-requests", "requests answered at the same time; more get 503 (0: unlimited)", "40"
+)
+TELEMETRY_PATH = Flag("--web.telemetry-path", "path of the metrics", "/metrics")
+NO_EXPORTER_METRICS = Flag(
+    "--web.disable-exporter-metrics",
+    "leave out the exporter's own process_* metrics and docker_exporter_build_info (the"
+    " collection metrics stay: alerts use them)",
+    False,
+)
+RESERVED_PATHS = ("/", "/-/healthy", "/-/ready", "/targets")
 
 FLAG_GROUPS: dict[str, tuple[Flag, ...]] = {
-    "web": (LISTEN,),
+    "web": (LISTEN, WEB_CONFIG, MAX_REQUESTS, TELEMETRY_PATH, NO_EXPORTER_METRICS),
     "engine (one target; the defaults of every target with --config.file)": (
         HOST,
         TLS_CA,
@@ -235,7 +253,7 @@ FLAG_GROUPS: dict[str, tuple[Flag, ...]] = {
         ON_SCRAPE,
     ),
     "fleet": (CONFIG_FILE, WATCH_INTERVAL),
-    "operation": (HEALTHCHECK, LOG_LEVEL),
+    "operation": (HEALTHCHECK, LOG_LEVEL, LOG_FORMAT),
 }
 
 
@@ -310,6 +328,11 @@ class Config:
     watch_interval: float = 5.0  # how often watched files are checked (0: only on SIGHUP)
     warnings: tuple[str, ...] = field(default=(), compare=False)
     healthcheck: bool = False
+    web_config_file: str | None = None
+    max_requests: int = 40
+    telemetry_path: str = "/metrics"
+    exporter_metrics: bool = True
+    log_format: str = "logfmt"
 
 
 def parse_duration(text: str, what: str, allow_zero: bool = False, minimum: float = 0.0) -> float:
@@ -639,4 +662,24 @@ def from_flags(values: Mapping[Flag, object], env: Mapping[str, str]) -> Config:
         ),
         warnings=warnings,
         healthcheck=bool(values.get(HEALTHCHECK, False)),
+        web_config_file=text(WEB_CONFIG),
+        max_requests=_max_requests(str(text(MAX_REQUESTS))),
+        telemetry_path=_telemetry_path(str(text(TELEMETRY_PATH))),
+        exporter_metrics=not values.get(NO_EXPORTER_METRICS, False),
+        log_format=str(text(LOG_FORMAT)),
     )
+
+
+def _max_requests(text: str) -> int:
+    if not text.isdigit():
+        raise ConfigError(f"{MAX_REQUESTS.name} '{text}' is not 0 (unlimited) or a count")
+    return int(text)
+
+
+def _telemetry_path(path: str) -> str:
+    if not path.startswith("/") or path in RESERVED_PATHS or any(c in path for c in "?# "):
+        raise ConfigError(
+            f"{TELEMETRY_PATH.name} '{path}' must be a path such as /metrics, other than "
+            + ", ".join(RESERVED_PATHS)
+        )
+    return path

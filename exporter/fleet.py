@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import platform
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -27,8 +26,8 @@ from types import MappingProxyType
 from prometheus_client import ProcessCollector
 from prometheus_client.registry import Collector
 
-from . import __version__
 from . import metrics as m
+from .buildinfo import build_labels
 from .collector import Family, family
 from .config import Config, ConfigError, TargetConfig
 from .configfile import Loaded, load
@@ -232,7 +231,7 @@ class FleetCollector(Collector):
 
     def collect(self) -> Iterator[Family]:
         build = family(m.BUILD_INFO)
-        build.add_metric([__version__, platform.python_version()], 1.0)
+        build.add_metric(build_labels(), 1.0)
         yield build
         ok = family(m.CONFIG_RELOAD_SUCCESS)
         ok.add_metric([], 1.0 if self.fleet.reload_ok else 0.0)

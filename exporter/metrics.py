@@ -92,8 +92,9 @@ JOB_SKIPPED = MetricSpec(
 # --- the fleet: the exporter's own /metrics with --config.file ---------------------------------
 BUILD_INFO = _g(
     "docker_exporter_build_info",
-    ("version", "python_version"),
-    "The exporter's version and Python; value 1.",
+    ("version", "revision", "python_version"),
+    "The exporter's version, the source revision of its image build ('unknown' elsewhere) and"
+    " the Python running it; value 1.",
     "",
 )
 TARGET_INFO = _g(

@@ -14,6 +14,7 @@ from typing import Any
 from prometheus_client import ProcessCollector
 from prometheus_client.registry import Collector
 
+from .buildinfo import BuildInfoCollector
 from .collector import DockerCollector
 from .config import TargetConfig
 from .exposition import Exposition
@@ -43,8 +44,8 @@ class Target:
                 self.state, settings.per_image, settings.per_container, settings.label_names
             )
         ]
-        if process_metrics:
-            collectors.append(ProcessCollector(registry=None))
+        if process_metrics:  # the exporter's own metrics: process_* and its build info
+            collectors += [ProcessCollector(registry=None), BuildInfoCollector()]
         self.exposition = Exposition(collectors)
         self.jobs = build_jobs(config.engine, settings, self.state, log_prefix)
         self.on_publish = on_publish

@@ -1,17 +1,14 @@
 """HTTP: /metrics from the pre-rendered exposition, a landing page, and health endpoints.
 
-A WSGI app (testable without sockets) served by a threading wsgiref server.
+A WSGI app (testable without sockets), served by ``server.HTTPServer``.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Iterable
-from socketserver import ThreadingMixIn
 from typing import Any, Protocol
 from urllib.parse import parse_qs
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from .exposition import Exposition
 
@@ -23,22 +20,45 @@ LANDING = """<!doctype html>
 <html><head><meta charset="utf-8"><title>Docker Inventory Exporter</title></head>
 <body><h1>Docker Inventory Exporter</h1>
 <p>Images and containers on {engine}, collected on a schedule.</p>
-<ul><li><a href="metrics">Metrics</a></li>{extra}
+<ul><li><a href="{metrics}">Metrics</a></li>{extra}
 <li><a href="-/healthy">Health</a></li><li><a href="-/ready">Readiness</a></li></ul>
 </body></html>
 """
 
 
+def _accepted(header: str) -> dict[str, float]:
+    """An Accept-style header as {lowercased value: q}; q=0 means "not acceptable"."""
+    out: dict[str, float] = {}
+    for part in header.split(","):
+        value, *params = (p.strip() for p in part.split(";"))
+        if not value:
+            continue
+        q = 1.0
+        for param in params:
+            name, _, number = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(number)
+                except ValueError:
+                    q = 0.0
+        out[value.lower()] = max(q, out.get(value.lower(), 0.0))
+    return out
+
+
 def wants_openmetrics(accept: str) -> bool:
-    for part in accept.split(","):
-        media = part.split(";")[0].strip()
-        if media == "application/openmetrics-text":
-            return True
-    return False
+    """OpenMetrics when the scraper accepts it and prefers it to the text format."""
+    offered = _accepted(accept)
+    om = offered.get("application/openmetrics-text", 0.0)
+    return om > 0 and om >= offered.get("text/plain", 0.0)
 
 
 def wants_gzip(accept_encoding: str) -> bool:
-    return any(p.split(";")[0].strip() == "gzip" for p in accept_encoding.split(","))
+    offered = _accepted(accept_encoding)
+    return offered.get("gzip", offered.get("*", 0.0)) > 0
+
+
+def _html(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace('"', "&quot;")
 
 
 class Serving(Protocol):
@@ -62,11 +82,14 @@ def _plain(start_response: StartResponse, status: str, text: str) -> list[bytes]
     return [text.encode() + b"\n"]
 
 
-def make_app(serving: Serving) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
+def make_app(
+    serving: Serving, telemetry_path: str = "/metrics"
+) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
     fleet = serving.service_discovery() is not None
     extra = '\n<li><a href="targets">Targets</a> (Prometheus HTTP SD)</li>' if fleet else ""
-    engine = serving.description.replace("&", "&amp;").replace("<", "&lt;")
-    landing = LANDING.format(engine=engine, extra=extra).encode()
+    landing = LANDING.format(
+        engine=_html(serving.description), metrics=_html(telemetry_path[1:]), extra=extra
+    ).encode()
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
@@ -74,7 +97,7 @@ def make_app(serving: Serving) -> Callable[[dict[str, Any], StartResponse], Iter
         if method not in ("GET", "HEAD"):
             start_response("405 Method Not Allowed", [("Allow", "GET, HEAD")])
             return [b"Method Not Allowed\n"]
-        if path == "/metrics":
+        if path == telemetry_path:
             query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
             name = query["target"][0] if "target" in query else None
             if name == "":
@@ -120,30 +143,3 @@ def make_app(serving: Serving) -> Callable[[dict[str, Any], StartResponse], Iter
         return [b"Not Found\n"]
 
     return app
-
-
-class _ThreadingServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s %s", self.address_string(), format % args)
-
-
-def serve(
-    app: Callable[[dict[str, Any], StartResponse], Iterable[bytes]], host: str, port: int
-) -> tuple[WSGIServer, threading.Thread]:
-    """Bind (raising OSError if the address is taken) and serve in a daemon thread."""
-    server_class: Any = _ThreadingServer
-    if ":" in host:
-        import socket
-
-        class _V6(_ThreadingServer):
-            address_family = socket.AF_INET6
-
-        server_class = _V6
-    server = make_server(host or "0.0.0.0", port, app, server_class, _QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
-    thread.start()
-    return server, thread

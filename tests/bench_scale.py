@@ -180,7 +180,7 @@ def serve_engines(count: int, n_images: int, n_containers: int, port_file: str) 
 
 def serve_static(body_file: str, content_type: str, encoding: str, port: int) -> None:
     """The exporter's bytes, served by the exporter's own HTTP server code, nothing else done."""
-    from exporter.web import serve
+    from exporter.server import HTTPServer
 
     body = Path(body_file).read_bytes()
     headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
@@ -191,7 +191,7 @@ def serve_static(body_file: str, content_type: str, encoding: str, port: int) ->
         start_response("200 OK", headers)
         return [body]
 
-    serve(app, "127.0.0.1", port)
+    HTTPServer(app, "127.0.0.1", port).start()
     threading.Event().wait()
 
 

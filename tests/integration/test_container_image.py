@@ -37,6 +37,7 @@ from tests.harness.baseimage import (
     import_base_image,
 )
 from tests.harness.dockerd import Engine
+from tests.support.certs import make_pki
 from tests.support.env import need
 from tests.support.paths import REPO
 from tests.support.process import free_port, http_get
@@ -108,7 +109,9 @@ def test_dockerfile_matches_the_project() -> None:
 
     text = DOCKERFILE.read_text()
     assert f"EXPOSE {DEFAULT_PORT}" in text
-    assert f'WEB_LISTEN_ADDRESS=":{DEFAULT_PORT}"' in text
+    # the HEALTHCHECK follows the exporter's own flags: no variable to keep in sync
+    assert "WEB_LISTEN_ADDRESS" not in text
+    assert 'CMD ["docker-inventory-exporter", "--healthcheck"]' in text
     script = next(iter(PYPROJECT["project"]["scripts"]))
     assert f'ENTRYPOINT ["{script}"]' in text
     assert re.search(rf"^ARG VERSION={re.escape(VERSION)}$", text, re.M), (
@@ -259,7 +262,7 @@ def test_image_config(built: Built) -> None:
 
     env = dict(item.split("=", 1) for item in config["Env"])
     assert env["PATH"].startswith("/opt/venv/bin:/usr/local/sbin:")
-    assert env["WEB_LISTEN_ADDRESS"] == f":{PORT}"
+    assert "WEB_LISTEN_ADDRESS" not in env
     # nothing about how this build got its packages is left in the image
     assert not [k for k in env if k.startswith("PIP_")], env
     history = built.engine.cli("history", "--no-trunc", "--format", "{{.CreatedBy}}", built.image)
@@ -347,7 +350,6 @@ def test_container_reports_the_engine(built: Built) -> None:
         "--group-add", str(gid),
         "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
         "--health-interval", "1s", "--health-timeout", "5s",
-        "--env", f"WEB_LISTEN_ADDRESS=127.0.0.1:{port}",
         built.image,
         "--web.listen-address", f"127.0.0.1:{port}",
         "--collect.interval", "2s", "--collect.timeout", "1s",
@@ -388,6 +390,79 @@ def test_container_reports_the_engine(built: Built) -> None:
     )
     assert status
     # the check really probes the port: pointed elsewhere it fails
+    wrong = engine.cli(
+        "exec", name, "docker-inventory-exporter", "--healthcheck",
+        f"--web.listen-address=127.0.0.1:{free_port()}", check=False,
+    )  # fmt: skip
+    assert wrong.returncode == 1, wrong
+
+
+def test_healthcheck_follows_the_listen_address_tls_and_basic_auth(
+    built: Built, tmp_path: Path
+) -> None:
+    """Started with another port and a web config (mutual TLS, basic auth), the container
+    turns healthy, with no variable set for the HEALTHCHECK."""
+    import bcrypt
+
+    engine = built.engine
+    pki = make_pki(tmp_path / "pki")
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    for src in (pki.ca, pki.server_cert, pki.server_key, pki.client_cert, pki.client_key):
+        shutil.copy(src, conf / src.name)
+        (conf / src.name).chmod(0o644)  # readable by the image's uid 10001
+    hashed = bcrypt.hashpw(b"secret", bcrypt.gensalt(rounds=10)).decode()
+    (conf / "web.yml").write_text(
+        "tls_server_config:\n"
+        "  cert_file: /etc/exporter/server-cert.pem\n  key_file: /etc/exporter/server-key.pem\n"
+        "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: /etc/exporter/ca.pem\n"
+        f"basic_auth_users:\n  prometheus: '{hashed}'\n"
+    )
+    conf.chmod(0o755)
+    port = free_port()
+    name = f"{PREFIX}-tls"
+    engine.cli(
+        "run", "--detach", "--name", name, "--network", "host",
+        "--volume", f"{engine.unix_socket}:/var/run/docker.sock:ro",
+        "--group-add", str(engine.unix_socket.stat().st_gid),
+        "--volume", f"{conf}:/etc/exporter:ro",
+        "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+        "--health-interval", "1s", "--health-timeout", "5s",
+        built.image,
+        f"--web.listen-address=:{port}", "--web.config.file=/etc/exporter/web.yml",
+    )  # fmt: skip
+
+    def logs() -> str:
+        r = engine.cli("logs", "--tail", "60", name, check=False)
+        state = engine.cli("inspect", "--format", "{{json .State}}", name, check=False)
+        return f"{r.stdout}{r.stderr}\nstate: {state.stdout}"
+
+    _wait(
+        "health status healthy",
+        lambda: (
+            engine.cli("inspect", "--format", "{{.State.Health.Status}}", name).stdout.strip()
+            == "healthy"
+        ),
+        40,
+        logs,
+    )
+    # and it is really TLS with basic auth: a scrape needs the certificate and the password
+    import requests
+
+    answer = requests.get(
+        f"https://127.0.0.1:{port}/metrics", verify=str(pki.ca),
+        cert=(str(pki.client_cert), str(pki.client_key)), auth=("prometheus", "secret"),
+        timeout=10,
+    )  # fmt: skip
+    assert answer.status_code == 200
+    build = [line for line in answer.text.splitlines() if line.startswith("docker_exporter_build")]
+    assert build and f'revision="test-{os.getpid()}"' in build[0], build
+    refused = requests.get(
+        f"https://127.0.0.1:{port}/metrics", verify=str(pki.ca),
+        cert=(str(pki.client_cert), str(pki.client_key)), timeout=10,
+    )  # fmt: skip
+    assert refused.status_code == 401
+    # the check really probes: pointed at another port it fails
     wrong = engine.cli(
         "exec", name, "docker-inventory-exporter", "--healthcheck",
         f"--web.listen-address=127.0.0.1:{free_port()}", check=False,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 OPENSSL = "openssl"
@@ -111,3 +112,31 @@ def generate_certs(
             (d / "ca.srl").unlink()
         result.append(d)
     return result[0], result[1]
+
+
+@dataclass(frozen=True)
+class PKI:
+    """A CA, a server certificate for 127.0.0.1/localhost, and a client certificate."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+    @classmethod
+    def of(cls, directory: Path) -> PKI:
+        """The PKI in a directory made by ``generate_certs`` (``certs`` or ``wrong-ca``)."""
+        return cls(
+            directory / "ca.pem",
+            directory / "server-cert.pem",
+            directory / "server-key.pem",
+            directory / "cert.pem",
+            directory / "key.pem",
+        )
+
+
+def make_pki(directory: Path) -> PKI:
+    """A fresh PKI under ``directory``."""
+    certs, _ = generate_certs(directory)
+    return PKI.of(certs)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,10 @@ def _load(path: Path) -> dict[str, Any]:
 
 
 def _version() -> str:
-    import tomllib
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:
+        import tomli as tomllib
 
     version: str = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
     return version
@@ -290,7 +294,7 @@ def test_docs_cover_single_host_compose_and_fleet() -> None:
     for wanted in ("Run in Docker", "Compose demo", "Fleet"):
         assert any(h.strip().startswith(wanted) for h in headings), f"no '{wanted}' section"
     assert "--group-add" in text and "stat -c %g /var/run/docker.sock" in text
-    assert "WEB_LISTEN_ADDRESS" in text
+    assert "--healthcheck" in text and "--web.config.file" in text
     assert re.search(r"\d+(\.\d+)?\s*MB", text), "the image size is not reported"
     for path in ENDPOINTS:
         assert path in text, f"README.md does not list the endpoint {path}"

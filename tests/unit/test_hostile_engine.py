@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from tests.support.fake_engine import FakeEngine, Raw
+from tests.support.logs import messages
 from tests.support.paths import load
 from tests.support.process import ExporterProcess
 from tests.support.promql import Samples, value
@@ -60,7 +61,8 @@ def start(run_exporter: Any, fake: FakeEngine, *extra: str) -> ExporterProcess:
 
 
 def full_log(exp: ExporterProcess) -> str:
-    return exp.log_path.read_text(errors="replace")
+    """Every message the exporter logged, one a line."""
+    return "\n".join(messages(exp.log_path.read_text(errors="replace")))
 
 
 def peak_rss_kib(exp: ExporterProcess) -> int:

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from tests.support.fake_engine import synthetic_engine
+from tests.support.logs import messages
 from tests.support.paths import load
 from tests.support.promql import value
 
@@ -110,4 +111,4 @@ def test_sigterm_exits_at_once_even_with_a_request_in_flight(fake, run_exporter)
     started = time.monotonic()
     assert exp.stop() == 0
     assert time.monotonic() - started < 3
-    assert exp.log().rstrip().endswith("shutting down")
+    assert messages(exp.log())[-1] == "shutting down"

@@ -1,0 +1,402 @@
+"""The HTTP server: asyncio and h11, bounded in threads, memory, time and connections.
+
+Why not a thread per connection (prometheus_client's own server, cheroot) or waitress:
+measured with ``python -m tests.bench_servers``, a thread per connection grew to 301 threads
+under 300 slow-header connections and 501 under 500 clients that never read; cheroot's 10
+workers were all held by slow headers, so scrapes timed out; waitress stayed at 5 threads
+but spilled each unread 6 MB answer into a temporary file (1,007 open files) and a scrape
+took up to 7.2 s. None of them can also serve TLS with exporter-toolkit's options.
+
+Here one event-loop thread does all socket I/O, so a slow or idle client costs a socket
+and a few kilobytes, never a thread:
+
+- the request head must arrive within ``header_timeout`` of its first byte, and is at most
+  ``max_header_bytes`` (request line included; the request line alone at most
+  ``max_request_line``); an idle keep-alive connection is closed after ``idle_timeout``;
+- an answer is written in chunks as the client reads it, within ``write_timeout``; the
+  rendered exposition is shared, never copied per client;
+- the WSGI app and bcrypt run in a pool of ``workers`` threads; at most ``max_requests``
+  requests are in there at once (503 beyond, as promhttp does; 0 is unlimited);
+- at ``max_connections`` (kept below the open-file limit) the connection that has made no
+  progress for longest is closed to admit the new one, so /metrics stays reachable;
+- the listen backlog is ``backlog`` (the kernel caps it at net.core.somaxconn).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+import h11
+
+from .webconfig import BasicAuth, TLSReloader
+
+log = logging.getLogger(__name__)
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+UNAUTHENTICATED_PATHS = frozenset({"/-/healthy"})  # liveness only: tells nothing
+_CHUNK = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_requests: int = 40
+    workers: int = 4
+    max_connections: int = 1000
+    header_timeout: float = 10.0
+    idle_timeout: float = 60.0
+    write_timeout: float = 30.0
+    max_header_bytes: int = 16 * 1024
+    max_request_line: int = 8 * 1024
+    max_body_bytes: int = 64 * 1024
+    backlog: int = 1024
+
+
+def connection_limit(wanted: int, reserve: int = 64) -> int:
+    """Raise the soft open-file limit to the hard one, and keep ``wanted`` below it."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or soft < hard:
+            target = min(hard, 1 << 16) if hard != resource.RLIM_INFINITY else 1 << 16
+            with contextlib.suppress(ValueError, OSError):
+                resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, target), hard))
+            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        return max(16, min(wanted, soft - reserve))
+    except ImportError:  # not on POSIX
+        return wanted
+
+
+class _Connection:
+    __slots__ = ("busy", "progress", "writer")
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self.busy = False  # the app is answering it: never evicted
+        self.progress = time.monotonic()
+
+
+class _Reject(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class HTTPServer:
+    def __init__(
+        self,
+        app: WSGIApp,
+        host: str,
+        port: int,
+        limits: Limits = Limits(),
+        tls: TLSReloader | None = None,
+        auth: BasicAuth | None = None,
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        self.app = app
+        self.limits = limits
+        self.tls = tls
+        self.auth = auth
+        self.extra_headers = [(k.encode(), v.encode()) for k, v in headers]
+        self.pool = ThreadPoolExecutor(limits.workers, thread_name_prefix="http")
+        self.connections: dict[_Connection, None] = {}
+        self.in_flight = 0
+        self.evicted = 0
+        self._limit_logged = False
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            with contextlib.suppress(OSError):
+                self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        self.sock.bind((host or "0.0.0.0", port))  # OSError when taken: the caller says so
+        self.sock.listen(limits.backlog)
+        self.port = self.sock.getsockname()[1]
+        self.loop = asyncio.new_event_loop()
+        self.pending = 0  # accepted, handshake not done yet
+        self._accept_error_logged = False
+        self.thread = threading.Thread(target=self._run, name="http-loop", daemon=True)
+
+    # --- lifecycle ------------------------------------------------------------------------
+    def start(self) -> None:
+        self.thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.sock.setblocking(False)
+        self._accepting = self.loop.create_task(self._accept_loop())
+        self.loop.run_forever()
+
+    def shutdown(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.pool.shutdown(wait=False)
+
+    # --- connections ----------------------------------------------------------------------
+    async def _accept_loop(self) -> None:
+        """One connection at a time, room made for it first: the file table never fills."""
+        while True:
+            self._make_room()
+            try:
+                client, _ = await self.loop.sock_accept(self.sock)
+            except OSError as exc:  # EMFILE and the like: wait, never spin
+                if not self._accept_error_logged:
+                    self._accept_error_logged = True
+                    log.error("cannot accept connections: %s", exc.strerror or exc)
+                await asyncio.sleep(0.5)
+                continue
+            self._accept_error_logged = False
+            self.pending += 1
+            self.loop.create_task(self._start_connection(client))
+            # An accept that succeeds at once does not yield: let the new connection start,
+            # and evicted ones really close, before the next accept.
+            await asyncio.sleep(0)
+
+    def _make_room(self) -> None:
+        limit = self.limits.max_connections
+        if len(self.connections) + self.pending < limit:
+            if self._limit_logged and len(self.connections) < limit * 0.9:
+                self._limit_logged = False
+            return
+        if not self._limit_logged:
+            self._limit_logged = True
+            log.warning("%d connections open, the limit: closing the ones idle the longest", limit)
+        idle = [c for c in self.connections if not c.busy]
+        if idle:
+            self._drop(min(idle, key=lambda c: c.progress))
+            self.evicted += 1
+
+    def _drop(self, conn: _Connection) -> None:
+        self.connections.pop(conn, None)
+        conn.writer.transport.abort()
+
+    async def _start_connection(self, client: socket.socket) -> None:
+        """Streams over an accepted socket; the TLS handshake first, within its deadline."""
+        try:
+            reader = asyncio.StreamReader(limit=self.limits.max_header_bytes)
+            protocol = asyncio.StreamReaderProtocol(reader)
+            transport, _ = await self.loop.connect_accepted_socket(
+                lambda: protocol,
+                client,
+                ssl=self.tls.listening if self.tls else None,
+                ssl_handshake_timeout=self.limits.header_timeout if self.tls else None,
+            )
+        except (OSError, ssl.SSLError, asyncio.TimeoutError):
+            client.close()  # a failed or stalled handshake
+            return
+        finally:
+            self.pending -= 1
+        writer = asyncio.StreamWriter(transport, protocol, reader, self.loop)
+        await self._handle(reader, writer)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = _Connection(writer)
+        self.connections[conn] = None
+        writer.transport.set_write_buffer_limits(high=64 * 1024)
+        h = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes)
+        clean = False
+        try:
+            while True:
+                request = await self._read_request(h, reader, conn)
+                if request is None:
+                    clean = True
+                    return
+                await self._respond(h, request, writer, conn)
+                if h.our_state is h11.MUST_CLOSE or h.their_state is h11.MUST_CLOSE:
+                    clean = True
+                    return
+                h.start_next_cycle()
+        except (ConnectionError, asyncio.TimeoutError, ssl.SSLError, h11.ProtocolError):
+            pass  # the client left, stalled past a deadline, or broke the protocol
+        finally:
+            self.connections.pop(conn, None)
+            transport = writer.transport
+            if clean and transport.get_write_buffer_size():
+                # the end of an answer is still buffered: let it go out, within a grace
+                writer.close()
+                self.loop.call_later(self.limits.header_timeout, transport.abort)
+            else:
+                # Nothing left to send, or a client that stalled: close() would wait for
+                # it (and, under TLS, for a close_notify that clients often never send).
+                transport.abort()
+
+    async def _read_request(
+        self, h: h11.Connection, reader: asyncio.StreamReader, conn: _Connection
+    ) -> h11.Request | None:
+        """The next request, its (small) body read and dropped; None when the client left."""
+        deadline: float | None = None  # set by the first byte of the request
+        request: h11.Request | None = None
+        body = 0
+        while True:
+            try:
+                event = h.next_event()
+            except h11.RemoteProtocolError as exc:
+                status = exc.error_status_hint
+                if "exceeds" in str(exc) or "too long" in str(exc):
+                    status = 431
+                await self._reject(h, conn, _Reject(status, "Bad request"))
+                return None
+            if event is h11.NEED_DATA:
+                now = time.monotonic()
+                wait = self.limits.idle_timeout if deadline is None else deadline - now
+                if wait <= 0:
+                    await self._reject(h, conn, _Reject(408, "Request Timeout"))
+                    return None
+                try:
+                    data = await asyncio.wait_for(reader.read(65536), wait)
+                except asyncio.TimeoutError:
+                    if deadline is not None or h.their_state is not h11.IDLE:
+                        await self._reject(h, conn, _Reject(408, "Request Timeout"))
+                    return None
+                if deadline is None:
+                    deadline = time.monotonic() + self.limits.header_timeout
+                conn.progress = time.monotonic()
+                h.receive_data(data)
+                continue
+            if isinstance(event, h11.Request):
+                request = event
+                line = len(event.method) + len(event.target) + 11
+                if line > self.limits.max_request_line:
+                    await self._reject(h, conn, _Reject(414, "URI Too Long"))
+                    return None
+                # h11 bounds only a head still incomplete; a whole one in a read is not
+                head = line + sum(len(k) + len(v) + 4 for k, v in event.headers.raw_items())
+                if head > self.limits.max_header_bytes:
+                    await self._reject(h, conn, _Reject(431, "Request Header Fields Too Large"))
+                    return None
+            elif isinstance(event, h11.Data):
+                body += len(event.data)
+                if body > self.limits.max_body_bytes:
+                    await self._reject(h, conn, _Reject(413, "Content Too Large"))
+                    return None
+            elif isinstance(event, h11.EndOfMessage):
+                return request
+            else:  # ConnectionClosed, or PAUSED after a request we have not answered
+                return None
+
+    async def _reject(self, h: h11.Connection, conn: _Connection, reject: _Reject) -> None:
+        if h.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return
+        body = f"{reject.reason}\n".encode()
+        headers = [
+            (b"Content-Type", b"text/plain; charset=utf-8"),
+            (b"Content-Length", str(len(body)).encode()),
+            (b"Connection", b"close"),
+            *self.extra_headers,
+        ]
+        with contextlib.suppress(h11.ProtocolError):
+            data = h.send(h11.Response(status_code=reject.status, headers=headers))
+            data = (data or b"") + (h.send(h11.Data(data=body)) or b"")
+            data += h.send(h11.EndOfMessage()) or b""
+            conn.writer.write(data)
+            with contextlib.suppress(ConnectionError, asyncio.TimeoutError):
+                await asyncio.wait_for(conn.writer.drain(), 1.0)
+
+    # --- requests -------------------------------------------------------------------------
+    async def _respond(
+        self,
+        h: h11.Connection,
+        request: h11.Request,
+        writer: asyncio.StreamWriter,
+        conn: _Connection,
+    ) -> None:
+        max_requests = self.limits.max_requests
+        status: str
+        headers: list[tuple[bytes, bytes]]
+        body: bytes
+        if max_requests and self.in_flight >= max_requests:
+            status = "503 Service Unavailable"
+            headers = [(b"Content-Type", b"text/plain")]
+            body = b"Too many concurrent requests (--web.max-requests)\n"
+        else:
+            self.in_flight += 1
+            conn.busy = True
+            try:
+                environ = self._environ(request, writer)
+                status, headers, body = await self.loop.run_in_executor(
+                    self.pool, self._call, environ
+                )
+            finally:
+                self.in_flight -= 1
+                conn.busy = False
+        headers = [*headers, *self.extra_headers]
+        if not any(k.lower() == b"content-length" for k, _ in headers):
+            headers.append((b"Content-Length", str(len(body)).encode()))
+        head = request.method == b"HEAD"
+
+        async def write() -> None:
+            code, _, reason = status.partition(" ")
+            response = h11.Response(status_code=int(code), headers=headers, reason=reason.encode())
+            writer.write(h.send(response) or b"")
+            await writer.drain()
+            if not head:
+                view = memoryview(body)
+                for start in range(0, len(view), _CHUNK):
+                    # a view into the shared rendering: no copy per client
+                    chunk = h11.Data(data=view[start : start + _CHUNK])  # type: ignore[arg-type]
+                    writer.writelines(h.send_with_data_passthrough(chunk) or [])
+                    await writer.drain()
+                    conn.progress = time.monotonic()
+            writer.write(h.send(h11.EndOfMessage()) or b"")
+            await writer.drain()
+
+        await asyncio.wait_for(write(), self.limits.write_timeout)
+
+    def _environ(self, request: h11.Request, writer: asyncio.StreamWriter) -> dict[str, Any]:
+        target = request.target.decode("latin-1")
+        path, _, query = target.partition("?")
+        peer = writer.get_extra_info("peername") or ("", 0)
+        environ: dict[str, Any] = {
+            "REQUEST_METHOD": request.method.decode("ascii", "replace"),
+            "PATH_INFO": unquote(path, "latin-1"),
+            "QUERY_STRING": query,
+            "SERVER_NAME": "localhost",
+            "SERVER_PORT": str(self.port),
+            "SERVER_PROTOCOL": "HTTP/" + request.http_version.decode(),
+            "REMOTE_ADDR": str(peer[0]),
+            "wsgi.url_scheme": "https" if self.tls else "http",
+            "wsgi.input": None,
+            "wsgi.errors": sys.stderr,
+        }
+        for name, value in request.headers:
+            key = "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
+            text = value.decode("latin-1")
+            environ[key] = f"{environ[key]},{text}" if key in environ else text
+        return environ
+
+    def _call(self, environ: dict[str, Any]) -> tuple[str, list[tuple[bytes, bytes]], bytes]:
+        """In a pool thread: basic auth (bcrypt), then the app."""
+        if (
+            self.auth is not None
+            and environ["PATH_INFO"] not in UNAUTHENTICATED_PATHS
+            and not self.auth.check(environ.get("HTTP_AUTHORIZATION"))
+        ):
+            return (
+                "401 Unauthorized",
+                [
+                    (b"Content-Type", b"text/plain; charset=utf-8"),
+                    (b"WWW-Authenticate", b'Basic realm="docker-inventory-exporter"'),
+                ],
+                b"Unauthorized\n",
+            )
+        out: dict[str, Any] = {}
+
+        def start_response(status: str, headers: list[tuple[str, str]], *_: Any) -> None:
+            out["status"], out["headers"] = status, headers
+
+        chunks = list(self.app(environ, start_response))
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in out["headers"]]
+        return str(out["status"]), headers, body

@@ -1,0 +1,164 @@
+"""Slow and greedy clients against the real exporter: /metrics stays fast, and threads,
+memory and open files stay bounded.
+
+The figures (threads, RSS, scrape latency) are printed; run with ``-s`` to see them:
+``.venv/bin/pytest tests/unit/test_http_attacks.py -s -q``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.attack import non_readers, process_stats, scrape_latencies, slow_headers, summary
+from tests.support.fake_engine import FakeEngine
+from tests.support.paths import load
+from tests.support.process import ExporterProcess, ManagedProcess, exporter_command, free_port
+from tests.support.wait import wait_until
+
+N_CONTAINERS = 3000  # a /metrics of about 1.5 MB: more than a socket buffer holds
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[FakeEngine]:
+    base_i, base_c = (
+        load("synthetic/images-1.52.json")[0],
+        load("synthetic/containers-1.52.json")[0],
+    )
+    images = [dict(base_i, Id=f"sha256:{i:064x}", RepoTags=[f"app{i}:v1"]) for i in range(300)]
+    containers = [
+        dict(base_c, Id=f"{i:064x}", Names=[f"/c{i}"], Image=f"app{i % 300}:v1",
+             ImageID=f"sha256:{i % 300:064x}")
+        for i in range(N_CONTAINERS)
+    ]  # fmt: skip
+    fake = FakeEngine(
+        {
+            "/version": load("synthetic/version-1.52.json"),
+            "/images/json": images,
+            "/containers/json": containers,
+        }
+    )
+    yield fake
+    fake.close()
+
+
+ARGS = ("--collect.interval", "1m", "--collect.disk-usage-interval", "0")
+
+
+@pytest.fixture
+def exporter(run_exporter, engine) -> ExporterProcess:
+    exp: ExporterProcess = run_exporter("--docker.host", engine.url, *ARGS)
+    exp.wait_for(lambda s: s.get(("docker_images", frozenset())) == 300.0)
+    return exp
+
+
+def check(name: str, exp_pid: int, url: str, idle_threads: int, idle_rss: int) -> None:
+    times = scrape_latencies(url, 20)
+    stats = process_stats(exp_pid)
+    print(
+        f"\n{name}: {stats.threads} threads (idle {idle_threads}), RSS {stats.rss_kib // 1024} MB "
+        f"(idle {idle_rss // 1024} MB), {stats.open_fds} open files; scrape {summary(times)}"
+    )
+    assert statistics.median(times) < 0.1, summary(times)
+    assert max(times) < 1.0, summary(times)
+    assert stats.threads <= idle_threads + 4  # at most the rest of the worker pool
+    assert stats.rss_kib < idle_rss + 64 * 1024
+
+
+def test_300_connections_sending_headers_a_byte_a_second(exporter):
+    url = exporter.url + "/metrics"
+    size = len(urllib.request.urlopen(url, timeout=5).read())
+    assert size > 1_000_000
+    idle = process_stats(exporter.pid)
+    with slow_headers(exporter.port, 300) as socks:
+        time.sleep(3)
+        assert len(socks) == 300
+        check("300 slow-header connections", exporter.pid, url, idle.threads, idle.rss_kib)
+    # the 10 s deadline for a request head closes them all
+    wait_until(lambda: process_stats(exporter.pid).open_fds < idle.open_fds + 10, 20)
+
+
+def test_500_clients_that_never_read_the_answer(exporter):
+    url = exporter.url + "/metrics"
+    idle = process_stats(exporter.pid)
+    with non_readers(exporter.port, 500) as socks:
+        time.sleep(3)
+        assert len(socks) == 500
+        check("500 non-reading clients", exporter.pid, url, idle.threads, idle.rss_kib)
+
+
+def test_200_concurrent_scrapes_all_answered(exporter):
+    """A listen backlog of 5 made most of these wait for SYN retries or time out."""
+    url = exporter.url + "/-/healthy"
+    times: list[float] = []
+    failures: list[BaseException] = []
+    busy: list[int] = []
+    start = threading.Barrier(200)
+
+    def scrape() -> None:
+        start.wait()
+        began = time.perf_counter()
+        try:
+            urllib.request.urlopen(url, timeout=10).read()
+            times.append(time.perf_counter() - began)
+        except urllib.error.HTTPError as exc:  # --web.max-requests (40) answers 503 beyond
+            assert exc.code == 503
+            busy.append(exc.code)
+            times.append(time.perf_counter() - began)
+        except OSError as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=scrape) for _ in range(200)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ordered = sorted(times)
+    p99 = ordered[int(len(ordered) * 0.99) - 1]
+    print(
+        f"\n200 concurrent clients: p99 {p99 * 1000:.0f} ms, max {ordered[-1] * 1000:.0f} ms, "
+        f"{len(busy)} answered 503 (--web.max-requests), {len(failures)} failed"
+    )
+    assert failures == []
+    assert ordered[-1] < 1.0  # no SYN retransmission (1 s) was needed
+
+
+def test_idle_connections_at_the_open_file_limit_leave_metrics_reachable(engine, tmp_path):
+    port = free_port()
+    listen = f"--web.listen-address=127.0.0.1:{port}"
+    argv = ["prlimit", "--nofile=1024:1024", *exporter_command(), listen,
+            "--docker.host", engine.url, *ARGS]  # fmt: skip
+    exp = ManagedProcess(argv, tmp_path / "exporter.log")
+    url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        exp.wait_until(lambda: urllib.request.urlopen(url, timeout=5).read(), 30, "listening")
+        with slow_headers(port, 1100, every=0.5) as socks:
+            time.sleep(2)
+            assert len(socks) >= 900  # the exporter closed the oldest to stay in its limit
+            cpu_before = cpu_seconds(exp.pid)
+            times = scrape_latencies(url, 10)
+            time.sleep(1)
+            cpu = cpu_seconds(exp.pid) - cpu_before
+            stats = process_stats(exp.pid)
+        print(f"\n1100 idle connections at a 1024 file limit: {stats.open_fds} open files, "
+              f"CPU {cpu:.2f} s over the scrapes; scrape {summary(times)}")  # fmt: skip
+        assert max(times) < 1.0, summary(times)
+        assert stats.open_fds < 1024
+        assert cpu < 1.5  # no busy loop on a full file table
+        log = exp.log(2000)
+        assert log.count("connections open, the limit") == 1
+        assert "cannot accept" not in log and "Traceback" not in log
+    finally:
+        exp.stop()
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100.0
