@@ -37,6 +37,12 @@ VERSION_TTL = 3600.0  # /version is re-read hourly and after every failure
 DEFAULT_MAX_ANSWER_BYTES = 64 * 1024 * 1024
 READ_CHUNK = 1 << 16
 
+# The refusal of a concurrent /system/df by engines before Docker 23, and the pauses
+# between retries of it.
+DF_BUSY = "a disk usage operation is already running"
+DF_BUSY_FIRST_PAUSE = 0.1
+DF_BUSY_LONGEST_PAUSE = 2.0
+
 VERSION = "/version"
 IMAGES = "/images/json"
 CONTAINERS = "/containers/json"
@@ -357,6 +363,21 @@ class EngineClient:
         return self._get(CONTAINERS, params, timeout or self.timeout, decode)
 
     def disk_usage(self, types: tuple[str, ...] | None, timeout: float) -> Any:
-        """/system/df; ``types`` (API 1.42+) limits it to those object types."""
-        params = {"type": list(types)} if types and self.api_at_least("1.42") else None
-        return self._get(SYSTEM_DF, params, timeout)
+        """/system/df; ``types`` (API 1.42+) limits it to those object types.
+
+        Engines without moby's shared df (before Docker 23) refuse a second /system/df while
+        one runs, such as a user's ``docker system df`` or another exporter's: that answer
+        is retried, with growing pauses, until ``timeout`` is spent, rather than failing
+        the run and dropping the disk series until the next one.
+        """
+        deadline = time.monotonic() + timeout
+        pause = DF_BUSY_FIRST_PAUSE
+        while True:
+            params = {"type": list(types)} if types and self.api_at_least("1.42") else None
+            try:
+                return self._get(SYSTEM_DF, params, max(deadline - time.monotonic(), 0.001))
+            except EngineError as err:
+                if DF_BUSY not in err.detail or deadline - time.monotonic() <= pause:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, DF_BUSY_LONGEST_PAUSE)

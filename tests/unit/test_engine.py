@@ -7,17 +7,22 @@ urllib3 and ssl really raise. No root and no engine needed.
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
 from exporter.config import EngineConfig, TLSSettings
-from exporter.engine import ENDPOINTS, EngineClient, EngineError
+from exporter.engine import DF_BUSY, ENDPOINTS, SYSTEM_DF, EngineClient, EngineError
 from tests.support import loopback
 from tests.support.certs import generate_certs
+from tests.support.fake_engine import SYNTHETIC_ANSWERS, Raw, synthetic_engine
+from tests.support.paths import load
 from tests.support.process import free_port
 
 TIMEOUT = 0.5
@@ -148,3 +153,64 @@ def test_only_the_listed_endpoints_are_requested() -> None:
     engine = EngineClient(EngineConfig("unix:///nonexistent.sock"), TIMEOUT)
     with pytest.raises(ValueError, match="/info is not one of the engine endpoints"):
         engine._get("/info", None, TIMEOUT)
+
+
+def busy_df(refusals: int, df: object) -> Raw:
+    """/system/df refused as a pre-23 engine does while another df runs, ``refusals`` times."""
+    left = [refusals]
+
+    def write(handler: BaseHTTPRequestHandler) -> None:
+        if left[0] == 0:
+            body = json.dumps(df).encode()
+            handler.send_response(200)
+        else:
+            left[0] -= 1
+            body = json.dumps({"message": DF_BUSY}).encode()
+            handler.send_response(500)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    return Raw(write)
+
+
+def test_a_df_refused_while_another_runs_is_retried_within_the_timeout() -> None:
+    engine = synthetic_engine()
+    try:
+        df = load(SYNTHETIC_ANSWERS[SYSTEM_DF])
+        engine.set(SYSTEM_DF, busy_df(3, df))
+        client = EngineClient(EngineConfig(engine.url), 5.0)
+        assert client.disk_usage(("image",), 5.0) == df
+        assert engine.count(SYSTEM_DF) == 4
+    finally:
+        engine.close()
+
+
+def test_a_df_refused_until_the_timeout_fails_with_the_engine_message() -> None:
+    engine = synthetic_engine()
+    try:
+        engine.set(SYSTEM_DF, busy_df(1000, {}))
+        client = EngineClient(EngineConfig(engine.url), 1.0)
+        started = time.monotonic()
+        with pytest.raises(EngineError) as failed:
+            client.disk_usage(("image",), 1.0)
+        assert time.monotonic() - started < 1.5
+        assert str(failed.value) == f'GET /system/df: engine answered HTTP 500 "{DF_BUSY}"'
+        # retried (pauses of 0.1, 0.2, 0.4 s), then given up before the timeout; how many
+        # refusals fit depends on each request's own latency
+        assert engine.count(SYSTEM_DF) > 1
+    finally:
+        engine.close()
+
+
+def test_other_engine_errors_of_df_are_not_retried() -> None:
+    engine = synthetic_engine()
+    try:
+        engine.set(SYSTEM_DF, None)  # 404
+        client = EngineClient(EngineConfig(engine.url), 5.0)
+        with pytest.raises(EngineError):
+            client.disk_usage(("image",), 5.0)
+        assert engine.count(SYSTEM_DF) == 1
+    finally:
+        engine.close()
