@@ -261,6 +261,24 @@ def ping_unix(sock_path: Path, timeout: float = 2.0) -> bool:
 # --------------------------------------------------------------------------- the engine
 
 
+@dataclass(frozen=True)
+class EngineBuild:
+    """Which dockerd to run: its version (the test id), its binary, and the directories put
+    first on its PATH (where its own containerd, shims and docker-proxy are)."""
+
+    version: str
+    dockerd: Path
+    path_dirs: tuple[Path, ...] = ()
+
+    def daemon_env(self, extra: Mapping[str, str]) -> dict[str, str]:
+        env = clean_env(extra)
+        env["PATH"] = ":".join([*map(str, self.path_dirs), env["PATH"]])
+        return env
+
+
+SYSTEM_DOCKER = EngineBuild("20.10", Path(DOCKERD))  # Debian 12's docker.io
+
+
 @dataclass
 class Engine:
     root: Path
@@ -269,6 +287,7 @@ class Engine:
     certs: Path
     wrong_ca: Path
     daemon_env: Mapping[str, str] = field(default_factory=dict)  # added to dockerd's env
+    build: EngineBuild = SYSTEM_DOCKER
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     # ---- layout
@@ -358,7 +377,7 @@ class Engine:
     # ---- daemon lifecycle
     def daemon_args(self) -> list[str]:
         return [
-            DOCKERD,
+            str(self.build.dockerd),
             "--config-file", str(self.config_file),
             "--data-root", str(self.data_root),
             "--exec-root", str(self.exec_root),
@@ -397,7 +416,7 @@ class Engine:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=clean_env(self.daemon_env),
+                env=self.build.daemon_env(self.daemon_env),
                 cwd=self.root,
                 start_new_session=True,
             )
@@ -472,29 +491,34 @@ class Engine:
         self.close()
 
 
-def dockerd_available() -> str | None:
-    """``None`` if a private dockerd can be run here, else a one-line reason."""
+def dockerd_available(build: EngineBuild = SYSTEM_DOCKER) -> str | None:
+    """``None`` if a private dockerd of ``build`` can be run here, else a one-line reason."""
     if not hasattr(os, "geteuid") or os.geteuid() != 0:
         return "dockerd needs root (not running as uid 0)"
-    for binary in (DOCKERD, DOCKER_CLI):
+    for binary in (str(build.dockerd), DOCKER_CLI):
         if not os.access(binary, os.X_OK):
             return f"{binary} not found or not executable"
+    path = build.daemon_env({})["PATH"]
     for tool in (OPENSSL, "containerd", "runc"):
-        if shutil.which(tool, path=clean_env()["PATH"]) is None:
+        if shutil.which(tool, path=path) is None:
             return f"{tool} not found on PATH"
     if not os.access("/bin/busybox", os.X_OK):
         return "/bin/busybox (busybox-static) not found; test images are built from it"
     return None
 
 
-def start_engine(base: Path | None = None, daemon_env: Mapping[str, str] | None = None) -> Engine:
+def start_engine(
+    base: Path | None = None,
+    daemon_env: Mapping[str, str] | None = None,
+    build: EngineBuild = SYSTEM_DOCKER,
+) -> Engine:
     """Create a temp dir (under ``base`` or /tmp), certificates, and start dockerd.
 
     ``daemon_env`` adds variables to dockerd's otherwise scrubbed environment.
     """
-    reason = dockerd_available()
+    reason = dockerd_available(build)
     if reason is not None:
-        raise RuntimeError(f"cannot start dockerd: {reason}")
+        raise RuntimeError(f"cannot start dockerd {build.version}: {reason}")
     root = Path(tempfile.mkdtemp(prefix="inv-", dir=str(base) if base else "/tmp")).resolve()
     engine: Engine | None = None
     try:
@@ -509,6 +533,7 @@ def start_engine(base: Path | None = None, daemon_env: Mapping[str, str] | None 
             certs=certs,
             wrong_ca=wrong_ca,
             daemon_env=dict(daemon_env or {}),
+            build=build,
         )
         # The only setting: keep the trust key out of /etc/docker (the default place).
         engine.config_file.write_text(
@@ -525,8 +550,10 @@ def start_engine(base: Path | None = None, daemon_env: Mapping[str, str] | None 
 
 
 @contextlib.contextmanager
-def engine_context(base: Path | None = None) -> Iterator[Engine]:
-    engine = start_engine(base)
+def engine_context(
+    base: Path | None = None, build: EngineBuild = SYSTEM_DOCKER
+) -> Iterator[Engine]:
+    engine = start_engine(base, build=build)
     try:
         yield engine
     finally:

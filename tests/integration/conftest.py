@@ -1,6 +1,9 @@
-"""The real engine: started by the suite from tests/harness/, never the user's own.
+"""The real engines: started by the suite from tests/harness/, never the user's own.
 
-Without it these tests skip on a developer machine and fail on CI (CI=true).
+Every test that uses ``engine``, ``fresh_engine`` or ``scenario`` runs once per engine
+version: Debian 12's dockerd 20.10 (API 1.41) and Debian 13's dockerd 26.1 (API 1.45,
+fetched and unpacked by tests/harness/docker26.py). Without an engine these tests skip on a
+developer machine and fail on CI (CI=true).
 """
 
 from __future__ import annotations
@@ -9,27 +12,45 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.harness.dockerd import Engine, dockerd_available, engine_context
+from tests.harness import docker26
+from tests.harness.dockerd import (
+    SYSTEM_DOCKER,
+    Engine,
+    EngineBuild,
+    dockerd_available,
+    engine_context,
+)
 from tests.harness.scenario import Scenario, build_scenario
 from tests.support.env import need
 
+ENGINE_VERSIONS = (SYSTEM_DOCKER.version, docker26.VERSION)
 
-def _real_engine() -> Iterator[Engine]:
-    need(dockerd_available())
-    with engine_context() as eng:
+
+@pytest.fixture(scope="session", params=ENGINE_VERSIONS, ids=lambda v: f"docker-{v}")
+def engine_build(request: pytest.FixtureRequest) -> EngineBuild:
+    """Which dockerd the engine fixtures start (the suite runs once per version)."""
+    if request.param == SYSTEM_DOCKER.version:
+        return SYSTEM_DOCKER
+    need(docker26.unavailable())
+    return docker26.engine_build()
+
+
+def _real_engine(build: EngineBuild) -> Iterator[Engine]:
+    need(dockerd_available(build))
+    with engine_context(build=build) as eng:
         yield eng
 
 
 @pytest.fixture(scope="session")
-def engine() -> Iterator[Engine]:
+def engine(engine_build: EngineBuild) -> Iterator[Engine]:
     """The real dockerd, with unix socket and mutual-TLS TCP, started for this session."""
-    yield from _real_engine()
+    yield from _real_engine(engine_build)
 
 
 @pytest.fixture
-def fresh_engine() -> Iterator[Engine]:
+def fresh_engine(engine_build: EngineBuild) -> Iterator[Engine]:
     """A real dockerd of the test's own, for tests that change the engine's state."""
-    yield from _real_engine()
+    yield from _real_engine(engine_build)
 
 
 @pytest.fixture(scope="session")

@@ -36,7 +36,7 @@ from tests.harness.baseimage import (
     dependency_wheels,
     import_base_image,
 )
-from tests.harness.dockerd import Engine
+from tests.harness.dockerd import Engine, EngineBuild, start_engine
 from tests.support.certs import make_pki
 from tests.support.env import need
 from tests.support.paths import REPO
@@ -542,16 +542,14 @@ SWARM_PROMETHEUS = REPO / "deploy" / "swarm" / "prometheus.yml"
 OFFLINE_ENV = "DOCKER_SERVICE_PREFER_OFFLINE_IMAGE"
 
 
-def _start_offline_engine() -> Engine:
+def _start_offline_engine(build: EngineBuild) -> Engine:
     """A private dockerd whose swarm tasks use local images and never try a registry.
 
     Swarm pulls a task's image by tag before every start unless the daemon runs with
     DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 (what moby's own integration tests set). The
     harness scrubs DOCKER_* from the daemon's environment, so it is passed explicitly.
     """
-    from tests.harness import dockerd
-
-    private = dockerd.start_engine(daemon_env={OFFLINE_ENV: "1"})
+    private = start_engine(daemon_env={OFFLINE_ENV: "1"}, build=build)
     pid = private.pidfile.read_text().strip()
     environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     if f"{OFFLINE_ENV}=1".encode() not in environ:
@@ -562,7 +560,7 @@ def _start_offline_engine() -> Engine:
 
 @pytest.fixture(scope="module")
 def deploy_engine(built: Built) -> Iterator[Engine]:
-    private = _start_offline_engine()
+    private = _start_offline_engine(built.engine.build)
     try:
         t0 = time.monotonic()
         save = subprocess.Popen(
