@@ -1,9 +1,10 @@
 """Record raw engine API answers as JSON fixtures: ``python -m tests.record_fixtures``.
 
-Starts a private dockerd (and a private podman service), builds the test scenario in
-each (``tests/harness/scenario.py``, ``tests/harness/podman.py``), then stores the JSON
-of a few GET endpoints, pretty-printed with sorted keys, under
-``tests/fixtures/docker-20.10/`` and ``tests/fixtures/podman-4.3/``; plus, for docker,
+Starts a private dockerd of each version the engine tests run (Debian 12's 20.10 and
+Debian 13's 26.1, see ``tests/harness/docker26.py``) and a private podman service, builds
+the test scenario in each (``tests/harness/scenario.py``, ``tests/harness/podman.py``),
+then stores the JSON of a few GET endpoints, pretty-printed with sorted keys, under
+``tests/fixtures/docker-<version>/`` and ``tests/fixtures/podman-4.3/``; plus, for docker,
 the text of ``docker system df`` and ``docker system df -v`` and, for both, a
 ``scenario.json`` naming what the scenario created (ids, names).
 """
@@ -20,7 +21,8 @@ from pathlib import Path
 
 import docker
 
-from tests.harness.dockerd import dockerd_available, start_engine
+from tests.harness import docker26
+from tests.harness.dockerd import SYSTEM_DOCKER, EngineBuild, dockerd_available, start_engine
 from tests.harness.podman import build_podman_scenario, podman_available, start_podman
 from tests.harness.scenario import build_scenario
 from tests.support.paths import FIXTURES
@@ -32,6 +34,9 @@ ENDPOINTS: Mapping[str, tuple[str, Mapping[str, str]]] = {
     "system_df": ("/system/df", {}),
     "containers_size": ("/containers/json", {"all": "1", "size": "1"}),
 }
+
+
+DOCKER_VERSIONS = (SYSTEM_DOCKER.version, docker26.VERSION)
 
 
 def dump_json(path: Path, data: object) -> None:
@@ -74,9 +79,9 @@ def scenario_json(scenario: object) -> dict[str, object]:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in data.items()}
 
 
-def record_docker(out: Path) -> list[Path]:
+def record_docker(out: Path, build: EngineBuild) -> list[Path]:
     t0 = time.monotonic()
-    engine = start_engine()
+    engine = start_engine(build=build)
     try:
         started = time.monotonic() - t0
         scenario = build_scenario(engine)
@@ -94,7 +99,8 @@ def record_docker(out: Path) -> list[Path]:
         dump_json(out / "scenario.json", meta)
         written.append(out / "scenario.json")
         print(
-            f"docker: engine up in {started:.1f}s, scenario in {scenario.duration:.1f}s, "
+            f"docker {build.version}: engine up in {started:.1f}s, "
+            f"scenario in {scenario.duration:.1f}s, "
             f"build cache: {scenario.build_cache} {scenario.build_cache_note}",
             file=sys.stderr,
         )
@@ -135,16 +141,23 @@ def record_podman(out: Path) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--out", type=Path, default=FIXTURES, help="fixtures directory")
+    parser.add_argument(
+        "--docker",
+        action="append",
+        choices=DOCKER_VERSIONS,
+        help="record only this dockerd version (repeatable; default: all)",
+    )
     parser.add_argument("--no-docker", action="store_true")
     parser.add_argument("--no-podman", action="store_true")
     args = parser.parse_args(argv)
     written: list[Path] = []
-    if not args.no_docker:
-        reason = dockerd_available()
+    for version in [] if args.no_docker else args.docker or DOCKER_VERSIONS:
+        build = SYSTEM_DOCKER if version == SYSTEM_DOCKER.version else docker26.engine_build()
+        reason = dockerd_available(build)
         if reason:
-            print(f"docker: cannot record: {reason}", file=sys.stderr)
+            print(f"docker {version}: cannot record: {reason}", file=sys.stderr)
             return 1
-        written += record_docker(args.out / "docker-20.10")
+        written += record_docker(args.out / f"docker-{version}", build)
     if not args.no_podman:
         reason = podman_available()
         if reason:

@@ -1,13 +1,16 @@
-"""Exact figures from answers recorded on real engines: Debian's dockerd 20.10 and Podman 4.3.
+"""Exact figures from answers recorded on real engines: dockerd 20.10 (Debian 12), dockerd 26.1
+(Debian 13) and Podman 4.3.
 
 The fixtures were recorded by tests/record_fixtures.py from the scenario in
-tests/harness/scenario.py; docker-20.10/system_df.txt is what `docker system df` printed
+tests/harness/scenario.py; docker-*/system_df.txt is what `docker system df` printed
 for the same state, so the disk figures are checked against the CLI itself.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -25,11 +28,39 @@ def inventory(engine: str):
     return recorded_inventory(engine, now=NOW, labels=KEYS)
 
 
-def test_docker_inventory():
-    snap = inventory("docker-20.10")
+@dataclass(frozen=True)
+class Recorded:
+    """What differs between the two recorded dockerd versions; the rest must be equal."""
+
+    version: str
+    api_version: str
+    images_reclaimable: int
+    health_image_unique: int  # see test_shared_size_counts_hidden_parent_images_from_26_1
+
+
+DOCKER = {
+    "docker-20.10": Recorded("20.10.24+dfsg1", "1.41", 4725491, 10240),
+    "docker-26.1": Recorded("26.1.5+dfsg1", "1.45", 4735731, 0),
+}
+docker_engines = pytest.mark.parametrize("engine", sorted(DOCKER))
+
+
+def scenario(engine: str) -> dict[str, Any]:
+    data: dict[str, Any] = load(f"{engine}/scenario.json")
+    return data
+
+
+def short(image_id: str) -> str:
+    return image_id.removeprefix("sha256:")[:12]
+
+
+@docker_engines
+def test_docker_inventory(engine):
+    snap = inventory(engine)
+    ids = scenario(engine)
     assert (snap.engine.version, snap.engine.api_version, snap.engine.product) == (
-        "20.10.24+dfsg1",
-        "1.41",
+        DOCKER[engine].version,
+        DOCKER[engine].api_version,
         "Docker Engine",
     )
     assert (snap.images_total, snap.images_dangling, snap.images_unused) == (9, 2, 6)
@@ -47,20 +78,18 @@ def test_docker_inventory():
     assert (c["inv-exited3"].exit_code, c["inv-exited0"].exit_code) == (3, 0)
     assert c["inv-paused"].health is None and c["inv-paused"].exit_code is None
     assert c["inv-outdated"].image_outdated is True
-    assert c["inv-outdated"].image.startswith("sha256:94c8df9bec61")
+    assert c["inv-outdated"].image == ids["outdated_image"]
     assert not any(x.image_outdated for name, x in c.items() if name != "inv-outdated")
     assert c["inv-running"].labels == ("demo", 'say "hi" \\ back\nslash é')
     images = {i.image_id: i for i in snap.images}
-    assert images["e2117a4df2e2"].name == "inv-alias:v1"
-    assert images["e2117a4df2e2"].tags == (
-        ("inv-alias", "v1"),
-        ("inv-app", "1"),
-        ("inv-app", "latest"),
-    )
-    assert images["e2117a4df2e2"].containers == 6
-    assert images["e2117a4df2e2"].last_used == NOW
-    assert images["836412f8c59f"].dangling and images["836412f8c59f"].containers == 0
-    assert images["5852a3a60b06"].last_used is None
+    app = images[short(ids["app_image"])]
+    assert app.name == "inv-alias:v1"
+    assert app.tags == (("inv-alias", "v1"), ("inv-app", "1"), ("inv-app", "latest"))
+    assert (app.containers, app.last_used) == (6, NOW)
+    dangling = images[short(ids["dangling_image"])]
+    assert dangling.dangling and dangling.containers == 0
+    assert dangling.name == "<none>:<none>"  # 20.10 sends that placeholder, 26.1 sends no tag
+    assert images[short(ids["unused_image"])].last_used is None
 
 
 def test_podman_inventory():
@@ -79,14 +108,19 @@ def test_podman_inventory():
     assert all(x.health is None for x in c.values())
 
 
-def cli_rows() -> dict[str, list[str]]:
+def cli_rows(engine: str) -> dict[str, list[str]]:
     rows = {}
-    for line in (FIXTURES / "docker-20.10/system_df.txt").read_text().splitlines()[1:]:
+    for line in (FIXTURES / f"{engine}/system_df.txt").read_text().splitlines()[1:]:
         parts = re.split(r"\s{2,}", line.strip())
         rows[parts[0]] = parts[1:]
     return rows
 
 
+def disk_usage(engine: str):
+    return build_disk_usage(parse_disk_usage(load(f"{engine}/system_df.json")), NOW)
+
+
+@docker_engines
 @pytest.mark.parametrize(
     ("resource", "row"),
     [
@@ -96,10 +130,9 @@ def cli_rows() -> dict[str, list[str]]:
         ("build_cache", "Build Cache"),
     ],
 )
-def test_docker_disk_usage_equals_the_cli(resource, row):
-    snap = build_disk_usage(parse_disk_usage(load("docker-20.10/system_df.json")), NOW)
-    usage = snap.resources[resource]
-    total, active, size, reclaimable = cli_rows()[row]
+def test_docker_disk_usage_equals_the_cli(engine, resource, row):
+    usage = disk_usage(engine).resources[resource]
+    total, active, size, reclaimable = cli_rows(engine)[row]
     assert (usage.total, usage.active) == (int(total), int(active))
     assert human_size(usage.size) == size
     assert human_size(usage.reclaimable) == reclaimable.split(" (")[0]
@@ -107,19 +140,26 @@ def test_docker_disk_usage_equals_the_cli(resource, row):
         assert f"({usage.reclaimable * 100 // usage.size}%)" == reclaimable.split(" ")[1]
 
 
-def test_docker_disk_usage_exact_bytes():
-    snap = build_disk_usage(parse_disk_usage(load("docker-20.10/system_df.json")), NOW)
+@docker_engines
+def test_docker_disk_usage_exact_bytes(engine):
+    snap = disk_usage(engine)
     r = snap.resources
-    assert (r["images"].size, r["images"].reclaimable) == (4899571, 4725491)
+    assert (r["images"].size, r["images"].reclaimable) == (
+        4899571,
+        DOCKER[engine].images_reclaimable,
+    )
     assert (r["build_cache"].size, r["build_cache"].reclaimable) == (2002894, 2002894)
-    assert snap.dangling_unique == 153600  # 836412f8c59f; 94c8df9bec61 is dangling but used
+    # the unused dangling image; the other dangling one is used by inv-outdated
+    assert snap.dangling_unique == 153600
     assert snap.unused_unique == 2740019
 
 
-def test_docker_per_image_unique_sizes_equal_the_cli_verbose_table():
-    snap = build_disk_usage(parse_disk_usage(load("docker-20.10/system_df.json")), NOW)
-    ours = {i.image_id: (human_size(i.shared), human_size(i.unique)) for i in snap.images}
-    text = (FIXTURES / "docker-20.10/system_df_v.txt").read_text()
+@docker_engines
+def test_docker_per_image_unique_sizes_equal_the_cli_verbose_table(engine):
+    ours = {
+        i.image_id: (human_size(i.shared), human_size(i.unique)) for i in disk_usage(engine).images
+    }
+    text = (FIXTURES / f"{engine}/system_df_v.txt").read_text()
     table = text.split("Images space usage:")[1].split("Containers space usage:")[0]
     lines = [ln for ln in table.strip().splitlines()[1:] if ln.strip()]
     assert len(lines) == len(ours) == 9
@@ -127,6 +167,21 @@ def test_docker_per_image_unique_sizes_equal_the_cli_verbose_table():
         parts = re.split(r"\s{2,}", line.strip())
         image_id, shared, unique = parts[2], parts[5], parts[6]
         assert ours[image_id] == (shared, unique), line
+
+
+@docker_engines
+def test_shared_size_counts_hidden_parent_images_from_26_1(engine):
+    """inv-health's last build step only sets HEALTHCHECK, so the classic builder leaves a
+    hidden parent image with the very same layers. 20.10 counts only listed images when it
+    computes SharedSize: the 10 KiB top layer is the image's own. 26.1 counts the hidden
+    parent too: the layer is shared, the unique size 0. Both match `docker system df -v`
+    of their engine, and the images' reclaimable bytes differ by exactly that layer."""
+    images = {i.image_id: i for i in disk_usage(engine).images}
+    health = images[short(scenario(engine)["health_image"])]
+    assert health.unique == DOCKER[engine].health_image_unique
+    assert health.unique + health.shared == 1985472 + 10240  # base + its 10 KiB blob
+    gap = DOCKER["docker-26.1"].images_reclaimable - DOCKER["docker-20.10"].images_reclaimable
+    assert gap == 10240
 
 
 def test_podman_disk_usage_is_not_invented():
