@@ -706,6 +706,7 @@ def test_swarm_stack_global_exporter_and_task_discovery(
     (tmp_path / "prometheus.yml").write_text(config)
     shutil.copy2(REPO / "prometheus" / "alerts.yml", tmp_path / "alerts.yml")
     prom = run_prometheus(tmp_path / "prometheus.yml")
+    prom.wait_ready()
     targets = prom.wait("a discovered target", prom.active_targets, timeout=30)
     prom.stop()
     hostname = engine.cli("info", "--format", "{{.Name}}").stdout.strip()

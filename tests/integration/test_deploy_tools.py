@@ -123,6 +123,7 @@ def test_file_sd_names_instances_after_hosts(tmp_path: Path, run_prometheus: Run
     )  # fmt: skip
     config = _laid_out(FILE_SD_PROMETHEUS, tmp_path, targets)
     prom = run_prometheus(config)
+    prom.wait_ready()
     active = prom.wait("3 active targets", lambda: len(t := prom.active_targets()) >= 3 and t)
     got = {t["labels"]["instance"]: t["labels"] for t in active}
     assert set(got) == {"localhost", "127.0.0.1", "build-box"}, got

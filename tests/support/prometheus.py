@@ -70,7 +70,10 @@ class Prometheus(ManagedProcess):
             with urllib.request.urlopen(url, timeout=10) as resp:
                 return json.loads(resp.read())
         except urllib.error.HTTPError as err:
-            return json.loads(err.read())
+            body = err.read()
+            if not err.headers.get("Content-Type", "").startswith("application/json"):
+                raise  # e.g. 503 "Service Unavailable" while it starts: an OSError to retry
+            return json.loads(body)
 
     def ready(self) -> bool:
         with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as resp:
