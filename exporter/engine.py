@@ -240,7 +240,11 @@ class EngineClient:
         params: dict[str, Any] | None,
         timeout: float,
         decode: Callable[[bytearray], T] = json.loads,
+        stated_timeout: float | None = None,
     ) -> T:
+        """One request, cut at ``timeout``; ``stated_timeout``: the one errors name, when
+        this request is a retry with what is left of it."""
+        stated = timeout if stated_timeout is None else stated_timeout
         api = self._session()
         if path not in ENDPOINTS:
             raise ValueError(f"{path} is not one of the engine endpoints {ENDPOINTS}")
@@ -288,7 +292,7 @@ class EngineClient:
                 raise
         except _Deadline as exc:
             self.close()
-            raise EngineError(f"{where}: no answer within {timeout:g}s") from exc.__cause__
+            raise EngineError(f"{where}: no answer within {stated:g}s") from exc.__cause__
         except EngineError:
             self.close()
             raise
@@ -298,7 +302,7 @@ class EngineClient:
             self.close()
             tls = self.config.tls
             sent_cert = tls is not None and tls.cert is not None
-            raise EngineError(describe(exc, where, timeout, sent_cert)) from exc
+            raise EngineError(describe(exc, where, stated, sent_cert)) from exc
         finally:
             watchdog.cancel()
 
@@ -372,12 +376,14 @@ class EngineClient:
         """
         deadline = time.monotonic() + timeout
         pause = DF_BUSY_FIRST_PAUSE
+        left = timeout
         while True:
             params = {"type": list(types)} if types and self.api_at_least("1.42") else None
             try:
-                return self._get(SYSTEM_DF, params, max(deadline - time.monotonic(), 0.001))
+                return self._get(SYSTEM_DF, params, left, stated_timeout=timeout)
             except EngineError as err:
                 if DF_BUSY not in err.detail or deadline - time.monotonic() <= pause:
                     raise
             time.sleep(pause)
             pause = min(pause * 2, DF_BUSY_LONGEST_PAUSE)
+            left = max(deadline - time.monotonic(), 0.001)

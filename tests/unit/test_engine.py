@@ -214,3 +214,26 @@ def test_other_engine_errors_of_df_are_not_retried() -> None:
         assert engine.count(SYSTEM_DF) == 1
     finally:
         engine.close()
+
+
+def test_a_df_retry_that_times_out_names_the_whole_timeout() -> None:
+    engine = synthetic_engine()
+    refused = busy_df(1, load(SYNTHETIC_ANSWERS[SYSTEM_DF]))
+    calls = [0]
+
+    def refuse_then_hang(handler: BaseHTTPRequestHandler) -> None:
+        calls[0] += 1
+        if calls[0] == 1:
+            refused.write(handler)
+        else:
+            engine.release.wait(5.0)  # the retry gets no answer
+
+    try:
+        engine.set(SYSTEM_DF, Raw(refuse_then_hang))
+        client = EngineClient(EngineConfig(engine.url), 1.0)
+        with pytest.raises(EngineError) as failed:
+            client.disk_usage(("image",), 1.0)
+        assert engine.count(SYSTEM_DF) == 2
+        assert str(failed.value) == "GET /system/df: no answer within 1s"
+    finally:
+        engine.close()
