@@ -29,7 +29,8 @@ from tests.support.env import clean_env
 from tests.support.process import free_port, log_tail
 from tests.support.wait import wait_until
 
-DOCKERD = "/usr/sbin/dockerd"
+# Whichever engine is installed: Debian's docker.io (/usr/sbin) or Docker CE (/usr/bin).
+DOCKERD = shutil.which("dockerd", path="/usr/sbin:/usr/bin") or "/usr/sbin/dockerd"
 DOCKER_CLI = "/usr/bin/docker"  # the 20.10 client; /usr/local/bin/docker is a different one
 OPENSSL = "openssl"
 
