@@ -1,10 +1,10 @@
 # docker-inventory-exporter container image.
 #
-#   docker build -t docker-inventory-exporter .
+#   docker build -t ghcr.io/docker-inventory-exporter/docker-inventory-exporter:0.1.0 .
 #   docker run -d --name docker-inventory-exporter -p 9487:9487 \
 #     -v /var/run/docker.sock:/var/run/docker.sock:ro \
 #     --group-add "$(stat -c %g /var/run/docker.sock)" \
-#     docker-inventory-exporter
+#     ghcr.io/docker-inventory-exporter/docker-inventory-exporter:0.1.0
 #
 # Build arguments:
 #   BASE_IMAGE     any Debian/Ubuntu-based image with python3 (>= 3.9) and its venv module;

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.harness.baseimage import (
     BaseImage,
@@ -540,6 +541,11 @@ DEMO = REPO / "docker-compose.yml"
 STACK = REPO / "deploy" / "swarm" / "docker-stack.yml"
 SWARM_PROMETHEUS = REPO / "deploy" / "swarm" / "prometheus.yml"
 OFFLINE_ENV = "DOCKER_SERVICE_PREFER_OFFLINE_IMAGE"
+PUBLISHED_IMAGE: str = yaml.safe_load((REPO / ".github" / "workflows" / "release.yml").read_text())[
+    "env"
+]["IMAGE"]
+PROXY_IMAGE = "tecnativa/docker-socket-proxy:0.3.0"  # the tag the compose files pin
+PROXY_STANDIN = REPO / "tests" / "support" / "socket_proxy_standin.py"
 
 
 def _start_offline_engine(build: EngineBuild) -> Engine:
@@ -577,8 +583,10 @@ def deploy_engine(built: Built) -> Iterator[Engine]:
             check=False,
         )
         assert save.wait(60) == 0 and load.returncode == 0, load.stderr
-        # the name the deploy files use by default
+        # the names the deploy files use: the published one (compose, stack default) and the
+        # one the swarm test passes in EXPORTER_IMAGE
         private.cli("tag", built.image, f"{EXPORTER}:{VERSION}")
+        private.cli("tag", built.image, f"{PUBLISHED_IMAGE}:{VERSION}")
         built.timings["image_to_private_engine"] = time.monotonic() - t0
         yield private
     finally:
@@ -613,39 +621,86 @@ def _metrics_inside(engine: Engine, container: str) -> Any:
     return parse_samples(proc.stdout) if proc.returncode == 0 else None
 
 
-def test_demo_compose_exporter_service_runs(deploy_engine: Engine) -> None:
-    """docker-compose.yml's exporter service, as written, reads the engine it is given."""
+def _build_proxy_standin(engine: Engine, context: Path) -> None:
+    """PROXY_IMAGE on ``engine``: tests/support/socket_proxy_standin.py on the Debian base."""
+    import_base_image(engine, BASE_NAME)
+    context.mkdir()
+    shutil.copy2(PROXY_STANDIN, context / "socket-proxy")
+    (context / "Dockerfile").write_text(
+        f"FROM {BASE_NAME}\n"
+        "COPY socket-proxy /usr/local/bin/socket-proxy\n"
+        "EXPOSE 2375\n"
+        'CMD ["python3", "/usr/local/bin/socket-proxy"]\n'
+    )
+    engine.cli("build", "--network", "none", "--tag", PROXY_IMAGE, str(context),
+               env=_build_env(), timeout=300)  # fmt: skip
+
+
+def test_demo_compose_up_reads_the_engine_through_the_proxy(
+    deploy_engine: Engine, tmp_path: Path
+) -> None:
+    """docker-compose.yml as a newcomer runs it: `docker-compose up -d` with no variable
+    (DOCKER_SOCKET only points the proxy at this engine's socket). The exporter, with no
+    socket and no extra group, reads the engine's real inventory through the proxy.
+
+    Prometheus and Grafana are not started: their images cannot be pulled here."""
     engine = deploy_engine
-    gid = str(engine.unix_socket.stat().st_gid)
+    _build_proxy_standin(engine, tmp_path / "proxy")
     project = f"{PREFIX}-demo"
-    env = {
-        "DOCKER_GID": gid,
-        "EXPORTER_TAG": VERSION,
-        "DOCKER_SOCKET": str(engine.unix_socket),
-    }
+    env = {"DOCKER_SOCKET": str(engine.unix_socket)}
     compose = ("--project-name", project, "--file", str(DEMO))
-    _compose(engine, *compose, "up", "--detach", "--no-build", EXPORTER, **env)
+    # `up` of the exporter service starts the proxy it depends on, and builds nothing: the
+    # image the file names is there (as after a pull or an earlier build)
+    up = _compose(engine, *compose, "up", "--detach", EXPORTER, **env)
+    assert "Building" not in up.stderr, up.stderr
     try:
-        container = engine.cli(
-            "ps", "--quiet", "--filter", f"label=com.docker.compose.project={project}"
-        ).stdout.strip()
-        assert container, "the exporter service did not start"
+
+        def container(service: str) -> str:
+            return engine.cli(
+                "ps", "--quiet",
+                "--filter", f"label=com.docker.compose.project={project}",
+                "--filter", f"label=com.docker.compose.service={service}",
+            ).stdout.strip()  # fmt: skip
+
+        exporter, proxy = container(EXPORTER), container("docker-socket-proxy")
+        assert exporter and proxy, "the exporter or the proxy did not start"
 
         def logs() -> str:
-            return engine.cli("logs", container, check=False).stderr
+            both = [engine.cli("logs", c, check=False) for c in (exporter, proxy)]
+            return "\n".join(r.stdout + r.stderr for r in both)
 
         samples = _wait(
             "docker_up 1 inside the compose service",
-            lambda: (s := _metrics_inside(engine, container)) and value(s, "docker_up") == 1 and s,
+            lambda: (s := _metrics_inside(engine, exporter)) and value(s, "docker_up") == 1 and s,
             30,
             logs,
         )
-        assert value(samples, "docker_containers", state="running") == 1  # itself
-        assert engine.cli("exec", container, "id", "-u").stdout.strip() == UID
-        assert gid in engine.cli("exec", container, "id", "-G").stdout.split()
-        host_config = engine.inspect(container)[0]["HostConfig"]
+        running = len(engine.cli("ps", "--quiet").stdout.split())
+        assert running == 2  # the proxy and the exporter, nothing else on this engine
+        assert value(samples, "docker_containers", state="running") == running
+        images = len(set(engine.cli("images", "--quiet").stdout.split()))
+        assert value(samples, "docker_images") == images
+
+        # the exporter: uid 10001, no supplementary group, no mount; the proxy has the socket
+        assert engine.cli("exec", exporter, "id", "-u").stdout.strip() == UID
+        assert engine.cli("exec", exporter, "id", "-G").stdout.split() == [UID]
+        inspected = engine.inspect(exporter)[0]
+        assert inspected["Mounts"] == []
+        host_config = inspected["HostConfig"]
         assert host_config["ReadonlyRootfs"] is True  # type: ignore[index]
         assert host_config["CapDrop"] == ["ALL"]  # type: ignore[index]
+        mounts: list[dict[str, Any]] = engine.inspect(proxy)[0]["Mounts"]  # type: ignore[assignment]
+        (mount,) = mounts
+        assert mount["Destination"] == "/var/run/docker.sock" and mount["RW"] is False
+        # every engine request of the exporter went through the proxy, as a GET
+        requests = [
+            line.split()
+            for line in engine.cli("logs", proxy).stdout.splitlines()
+            if line.startswith(("GET ", "HEAD ", "POST ", "PUT ", "DELETE "))
+        ]
+        paths = {re.sub(r"^/v[0-9.]+", "", path.split("?")[0]) for _, path, _ in requests}
+        assert {"/version", "/images/json", "/containers/json"} <= paths, requests
+        assert {(method, status) for method, _, status in requests} == {("GET", "200")}
     finally:
         _compose(engine, *compose, "down", "--volumes", **env)
 

@@ -35,6 +35,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+pytestmark = pytest.mark.integration
+
 PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 NAME: str = PROJECT["name"]
 VERSION: str = PROJECT["version"]

@@ -22,6 +22,8 @@ import pytest
 from tests.support.env import need
 from tests.support.paths import REPO
 
+pytestmark = pytest.mark.integration
+
 UNIT_DIR = REPO / "deploy" / "systemd"
 UNIT = UNIT_DIR / "docker-inventory-exporter.service"
 SYSUSERS = UNIT_DIR / "docker-inventory-exporter.sysusers"

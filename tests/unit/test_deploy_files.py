@@ -30,8 +30,9 @@ DEMO = REPO / "docker-compose.yml"
 DEPLOY = REPO / "deploy"
 STACK = DEPLOY / "swarm" / "docker-stack.yml"
 STANDALONE = DEPLOY / "standalone" / "docker-compose.yml"
-PROXY = DEPLOY / "socket-proxy" / "docker-compose.yml"
-COMPOSE_FILES = (DEMO, STANDALONE, PROXY, STACK)
+COMPOSE_FILES = (DEMO, STANDALONE, STACK)
+# The files `docker compose up` runs as they are: they start with no variable set.
+NO_VARIABLE_FILES = (DEMO, STANDALONE)
 SWARM_PROMETHEUS = DEPLOY / "swarm" / "prometheus.yml"
 FILE_SD_PROMETHEUS = DEPLOY / "standalone" / "prometheus.yml"
 TARGETS_EXAMPLE = DEPLOY / "standalone" / "targets" / "docker-hosts.yml"
@@ -41,6 +42,16 @@ DOCS = REPO / "README.md"
 EXPORTER = "docker-inventory-exporter"
 PORT = 9487
 TEST_GID = "4242"
+
+
+def _published_image() -> str:
+    """The name the release workflow pushes the image under."""
+    workflow = yaml.safe_load((REPO / ".github" / "workflows" / "release.yml").read_text())
+    image: str = workflow["env"]["IMAGE"]
+    return image
+
+
+PUBLISHED_IMAGE = _published_image()
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -69,10 +80,8 @@ def _images(path: Path) -> dict[str, str]:
 def test_images_are_pinned(path: Path) -> None:
     for service, image in _images(path).items():
         if service == EXPORTER:
-            # ${EXPORTER_IMAGE:-docker-inventory-exporter:<version>} or the demo's local build
-            default = re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", image)
-            assert default.startswith(f"{EXPORTER}:"), image
-            assert default.split(":")[1] in (_version(), "local"), image
+            # ${EXPORTER_IMAGE:-<the published name>:<version>}, the same in every file
+            assert image == f"${{EXPORTER_IMAGE:-{PUBLISHED_IMAGE}:{_version()}}}", image
             continue
         name, _, tag = image.rpartition(":")
         assert name and tag and tag != "latest", f"{service}: {image} is not pinned"
@@ -107,14 +116,24 @@ def test_mounted_files_exist(path: Path) -> None:
 def test_demo_stack_layout() -> None:
     data = _load(DEMO)
     services = data["services"]
-    assert set(services) == {EXPORTER, "prometheus", "grafana"}
+    assert set(services) == {EXPORTER, "docker-socket-proxy", "prometheus", "grafana"}
 
+    # the exporter: no socket, no extra group, uid 10001 from the image, locked down
     exporter = services[EXPORTER]
-    socket = [v for v in exporter["volumes"] if v["target"] == "/var/run/docker.sock"]
-    assert socket and socket[0]["read_only"] is True
-    assert exporter["group_add"] and exporter["read_only"] is True
+    assert "volumes" not in exporter and "group_add" not in exporter and "user" not in exporter
+    assert exporter["command"] == ["--docker.host=tcp://docker-socket-proxy:2375"]
+    assert exporter["read_only"] is True
     assert exporter["cap_drop"] == ["ALL"]
     assert exporter["build"]["context"] == "."
+    # the proxy alone holds the socket, read-only, on the internal network only
+    proxy = services["docker-socket-proxy"]
+    socket = [v for v in proxy["volumes"] if v["target"] == "/var/run/docker.sock"]
+    assert socket and socket[0]["read_only"] is True
+    assert proxy["networks"] == ["docker-api"] and "ports" not in proxy
+    assert data["networks"]["docker-api"] == {"internal": True}
+    assert sorted(exporter["networks"]) == ["default", "docker-api"]
+    for name in ("prometheus", "grafana"):
+        assert "networks" not in services[name]  # default network only: no way to the proxy
 
     prometheus = services["prometheus"]["volumes"]
     assert "./prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in prometheus
@@ -135,6 +154,16 @@ def test_demo_stack_layout() -> None:
     for svc in services.values():
         for port in svc.get("ports", []):
             assert port.startswith("127.0.0.1:"), port
+
+
+@pytest.mark.parametrize("path", NO_VARIABLE_FILES, ids=lambda p: str(p.relative_to(REPO)))
+def test_compose_files_build_the_image_they_name(path: Path) -> None:
+    """`docker compose up` on a fresh host: the image is pulled or, failing that, built
+    from this checkout (the build context is the repository root with the Dockerfile)."""
+    exporter = _load(path)["services"][EXPORTER]
+    context = (path.parent / exporter["build"]["context"]).resolve()
+    assert context == REPO and (context / "Dockerfile").is_file()
+    assert set(exporter["build"]) == {"context"}
 
 
 def test_demo_prometheus_scrapes_the_exporter_service() -> None:
@@ -266,10 +295,11 @@ PROXY_SECTIONS = {
 }
 
 
-def test_socket_proxy_allows_exactly_what_the_exporter_reads() -> None:
+@pytest.mark.parametrize("compose_file", NO_VARIABLE_FILES, ids=lambda p: str(p.relative_to(REPO)))
+def test_socket_proxy_allows_exactly_what_the_exporter_reads(compose_file: Path) -> None:
     needed = {PROXY_SECTIONS[path.split("/")[1]] for path in ENDPOINTS}
 
-    services = _load(PROXY)["services"]
+    services = _load(compose_file)["services"]
     env = {k: str(v) for k, v in services["docker-socket-proxy"]["environment"].items()}
     allowed = {k for k, v in env.items() if v == "1"}
     assert allowed == needed, f"proxy opens {sorted(allowed)}, exporter needs {sorted(needed)}"
@@ -280,7 +310,7 @@ def test_socket_proxy_allows_exactly_what_the_exporter_reads() -> None:
     exporter = services[EXPORTER]
     assert "--docker.host=tcp://docker-socket-proxy:2375" in exporter["command"]
     assert not any("docker.sock" in str(v) for v in exporter.get("volumes", []))
-    assert _load(PROXY)["networks"]["docker-api"]["internal"] is True
+    assert _load(compose_file)["networks"]["docker-api"]["internal"] is True
 
 
 # --------------------------------------------------------------------------- docs
@@ -295,12 +325,18 @@ def test_docs_cover_single_host_compose_and_fleet() -> None:
         assert any(h.strip().startswith(wanted) for h in headings), f"no '{wanted}' section"
     assert "--group-add" in text and "stat -c %g /var/run/docker.sock" in text
     assert "--healthcheck" in text and "--web.config.file" in text
+    assert f"`{PUBLISHED_IMAGE}`" in text  # the published name, stated
+    # every image reference of the exporter in the docs is the published name and version
+    for name in re.findall(r"[\w./-]*docker-inventory-exporter:[\w.]+", text):
+        if name.startswith("registry.example.com/") or re.search(r":\d+$", name):
+            continue  # the example of a private registry for Swarm; host:port
+        assert name == f"{PUBLISHED_IMAGE}:{_version()}", name
     assert re.search(r"\d+(\.\d+)?\s*MB", text), "the image size is not reported"
     for path in ENDPOINTS:
         assert path in text, f"README.md does not list the endpoint {path}"
     for name in ("CONTAINERS=1", "IMAGES=1", "SYSTEM=1", "VERSION=1", "POST=0"):
         assert name in text
-    for deploy_file in (STACK, SWARM_PROMETHEUS, FILE_SD_PROMETHEUS, TARGETS_EXAMPLE, PROXY,
+    for deploy_file in (STACK, SWARM_PROMETHEUS, FILE_SD_PROMETHEUS, TARGETS_EXAMPLE,
                         STANDALONE):  # fmt: skip
         name = str(deploy_file.relative_to(REPO))
         assert name in text, f"README.md does not mention {name}"
