@@ -4,7 +4,7 @@ Prometheus (scrape and rule evaluation every second) scrapes an exporter that wa
 session engine with its scenario; it loads a test copy of prometheus/alerts.yml in which
 every "for" is 0s and the thresholds that need days or piles of images are lowered. Then:
 
-- what Prometheus stores: the exporter's own job label arrives as exported_job;
+- what Prometheus stores: the scrape job's `job`, and the exporter's `collector` label;
 - every dashboard query (Grafana variables substituted) parses and returns data;
 - every rule group loads with health "ok", and the alerts the scenario makes certain fire
   with the right labels, while those it rules out stay silent.
@@ -183,15 +183,16 @@ def stack(engine, scenario, run_exporter, run_prometheus, tmp_path) -> Stack:
 # --------------------------------------------------------------------------- the tests
 
 
-def test_stored_labels_job_and_exported_job(stack):
-    """Without honor_labels the scrape job keeps `job`; the exporter's becomes exported_job."""
+def test_stored_labels_job_and_collector(stack):
+    """The scrape job keeps `job`; the exporter's own collection jobs are in `collector`."""
     prom = stack.prometheus
     up = prom.query("up")
     assert [r["metric"] for r in up] == [
         {"__name__": "up", "job": SCRAPE_JOB, "instance": stack.instance}
     ]
     rows = prom.query("docker_exporter_collection_success")
-    stored = {(r["metric"]["job"], r["metric"].get("exported_job")) for r in rows}
+    stored = {(r["metric"]["job"], r["metric"].get("collector")) for r in rows}
+    assert not any("exported_job" in r["metric"] for r in rows)
     assert stored == {(SCRAPE_JOB, j) for j in ("inventory", "disk_usage", "container_sizes")}
     # the dashboard's variables
     jobs = prom.get("/api/v1/label/job/values", **{"match[]": "docker_up"})["data"]

@@ -220,17 +220,16 @@ def test_every_metric_is_exposed_by_the_exporter(dashboard):
     assert "predict_linear(" in exprs
 
 
-def test_exporter_job_label_is_exported_job(dashboard):
-    """On scrape the exporter's `job` label becomes `exported_job` (no honor_labels)."""
+def test_exporter_jobs_are_named_by_collector(dashboard):
+    """The exporter's own collection jobs are in `collector`; `job` is the scrape target's."""
     for panel, target in targets(dashboard):
         expr = target["expr"]
+        assert "exported_job" not in expr + target.get("legendFormat", ""), panel["title"]
         if "docker_exporter_" not in expr:
             continue
-        assert "exported_job" in expr, panel["title"]
-        # one series per job: the legend must say which job it is
-        assert "{{exported_job}}" in target.get("legendFormat", ""), panel["title"]
-        for sel in selectors(expr):
-            assert all(label != "exported_job" or op == "=~" for label, op, _ in sel.matchers)
+        assert "collector" in expr, panel["title"]
+        # one series per collection job: the legend must say which job it is
+        assert "{{collector}}" in target.get("legendFormat", ""), panel["title"]
 
 
 def test_rates_use_rate_interval(dashboard):

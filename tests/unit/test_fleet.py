@@ -178,7 +178,7 @@ def test_collect_only_while_scraped(tmp_path, engines, run_exporter):
     cold = parse_samples(body.decode())
     # the cold first scrape: like an exporter that has just started
     assert status == 200 and value(cold, "docker_up") == 0.0
-    assert value(cold, "docker_exporter_collection_success", job="inventory") == 0.0
+    assert value(cold, "docker_exporter_collection_success", collector="inventory") == 0.0
     wait_until(
         lambda: value(parse_samples(exp.get("/metrics?target=a")[1].decode()), "docker_up") == 1.0,
         5.0,

@@ -73,11 +73,11 @@ def test_alerts_read_only_exposed_metrics():
         assert names <= known, f"{rule['alert']}: unknown {sorted(names - known)}"
 
 
-def test_exporter_job_label_is_exported_job():
-    """Prometheus renames the exporter's own job label (docker_exporter_*) to exported_job."""
+def test_exporter_jobs_are_named_by_collector():
+    """The exporter's own collection jobs are in `collector`; `job` is the scrape target's."""
     for rule in alert_rules():
         if "docker_exporter_" in rule["expr"]:
-            assert "exported_job" in rule["expr"], rule["alert"]
+            assert "exported_job" not in rule["expr"], rule["alert"]
             assert not re.search(r'\bjob\s*=\s*"(inventory|disk_usage)"', rule["expr"])
 
 
@@ -88,8 +88,8 @@ def test_required_alerts_exist():
         "docker_up == 0",
         "absent(docker_up)",
         "up == 0",
-        'docker_exporter_last_success_timestamp_seconds{exported_job="inventory"}',
-        'docker_exporter_last_success_timestamp_seconds{exported_job="disk_usage"}',
+        'docker_exporter_last_success_timestamp_seconds{collector="inventory"}',
+        'docker_exporter_last_success_timestamp_seconds{collector="disk_usage"}',
         'docker_disk_reclaimable_bytes{resource="images"}',
         "predict_linear(",
         "docker_images_dangling",
@@ -144,7 +144,7 @@ def test_example_scrape_config():
     assert doc["rule_files"] == ["alerts.yml"]
     (job,) = doc["scrape_configs"]
     assert job["job_name"] == "docker-inventory"
-    assert not job.get("honor_labels", False), "honor_labels breaks the exported_job contract"
+    assert not job.get("honor_labels", False), "honor_labels would replace the target's job"
     targets = [t for sc in job["static_configs"] for t in sc["targets"]]
     # docker-compose.yml mounts this file: scrape the exporter service by its name
     assert targets == ["docker-inventory-exporter:9487"]
