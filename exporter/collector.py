@@ -274,10 +274,6 @@ class DockerCollector(Collector):
         engine = (e.version, e.api_version, e.os, e.arch, e.kernel_version, e.product)
         parts: list[Part] = [
             Families((Head.of(m.ENGINE_INFO),), (((engine, 1.0),),)),
-            Families(
-                (Head.of(m.ENGINE_STORAGE_INFO),),
-                ((((e.data_root, e.storage_driver), 1.0),) if e.data_root else (),),
-            ),
             _single(m.IMAGES, float(snap.images_total)),
             _single(m.IMAGES_DANGLING, float(snap.images_dangling)),
             _single(m.IMAGES_UNUSED, float(snap.images_unused)),
@@ -286,6 +282,9 @@ class DockerCollector(Collector):
                 (tuple(((s,), float(n)) for s, n in snap.containers_by_state.items()),),
             ),
         ]
+        if e.data_root:  # known from /info
+            storage = ((e.data_root, e.storage_driver), 1.0)
+            parts.insert(1, Families((Head.of(m.ENGINE_STORAGE_INFO),), ((storage,),)))
         if self.per_image:
             parts.append(ObjectFamilies("images", IMAGE_HEADS, snap.images, image_rows))  # type: ignore[arg-type]
         if self.per_container:

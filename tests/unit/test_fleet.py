@@ -137,6 +137,7 @@ def test_reload_on_sighup_with_the_same_pid(tmp_path, engines, run_exporter):
     wait_until(lambda: up("a") == 0.0, 2.0, what="a changed within one interval")
     reload({"a": a.url})  # remove b
     wait_until(lambda: exp.get("/metrics?target=b")[0] == 404, 2.0, what="b removed")
+    wait_until(lambda: up("a") == 1.0, 2.0, what="a back on its engine")  # before the next reload
     assert [g["targets"] for g in json.loads(exp.get("/targets")[1])] == [["a"]]
     path.write_text("targets: [\n")  # broken
     os.kill(pid, signal.SIGHUP)
