@@ -59,6 +59,7 @@ MOMENT = frozenset(
         "docker_exporter_collection_errors_total",
         "docker_exporter_collection_skipped_total",
         "docker_image_last_used_timestamp_seconds",  # the collection time while in use
+        "docker_data_root_filesystem_avail_bytes",  # the host's free space, as of each run
     }
 )
 
