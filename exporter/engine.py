@@ -386,10 +386,11 @@ class EngineClient:
         is retried, with growing pauses, until ``timeout`` is spent, rather than failing
         the run and dropping the disk series until the next one.
         """
+        # /version and /info (on connect and hourly) are not part of the df's own time
+        params = {"type": list(types)} if types and self.api_at_least("1.42") else None
         deadline = time.monotonic() + timeout
         pause = DF_BUSY_FIRST_PAUSE
         while True:
-            params = {"type": list(types)} if types and self.api_at_least("1.42") else None
             try:
                 return self._get(SYSTEM_DF, params, max(deadline - time.monotonic(), 0.001))
             except EngineError as err:

@@ -210,7 +210,7 @@ def test_info_refused_costs_only_the_data_root(fake, caplog):
     assert view.inventory is not None and view.inventory.engine.data_root == ""
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings == [
-        "GET /info: engine answered HTTP 404 page not found;"
+        'GET /info: engine answered HTTP 404 "page not found";'
         " the data root and storage driver are unknown"
     ]
 
