@@ -200,11 +200,13 @@ class DockerCollector(Collector):
         per_image: bool = True,
         per_container: bool = True,
         label_names: tuple[str, ...] = (),
+        alert_thresholds: tuple[tuple[str, float], ...] = (),
     ) -> None:
         self.state = state
         self.per_image = per_image
         self.per_container = per_container
         self.label_names = label_names
+        self.alert_thresholds = alert_thresholds
         self._container_heads = container_heads(label_names)
         with_labels = bool(label_names)
         self._container_rows: Callable[[Hashable], tuple[Rows, ...]] = (
@@ -227,6 +229,13 @@ class DockerCollector(Collector):
     def plan(self, view: View) -> list[Part]:
         """The families of ``view``, in exposition order."""
         parts: list[Part] = [self._exporter(view)]
+        if self.alert_thresholds:
+            parts.append(
+                Families(
+                    (Head.of(m.ALERT_THRESHOLD),),
+                    (tuple(((name,), value) for name, value in self.alert_thresholds),),
+                )
+            )
         if view.inventory is not None:
             parts += self._inventory(view.inventory)
         if view.disk_usage is not None:
@@ -273,6 +282,9 @@ class DockerCollector(Collector):
                 (tuple(((s,), float(n)) for s, n in snap.containers_by_state.items()),),
             ),
         ]
+        if e.data_root:  # known from /info
+            storage = ((e.data_root, e.storage_driver), 1.0)
+            parts.insert(1, Families((Head.of(m.ENGINE_STORAGE_INFO),), ((storage,),)))
         if self.per_image:
             parts.append(ObjectFamilies("images", IMAGE_HEADS, snap.images, image_rows))  # type: ignore[arg-type]
         if self.per_container:
@@ -301,6 +313,9 @@ class DockerCollector(Collector):
                 ),
             )
         ]
+        if snap.data_root_fs is not None:
+            parts.append(_single(m.DATA_ROOT_FS_SIZE, float(snap.data_root_fs.size)))
+            parts.append(_single(m.DATA_ROOT_FS_AVAIL, float(snap.data_root_fs.avail)))
         if "images" in snap.resources:
             parts.append(_single(m.IMAGES_DANGLING_UNIQUE, float(snap.dangling_unique)))
             parts.append(_single(m.IMAGES_UNUSED_UNIQUE, float(snap.unused_unique)))

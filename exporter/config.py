@@ -14,7 +14,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from . import durations
+from .filesystem import AUTO
 from .metrics import CONTAINER_SIZES, DISK_RESOURCES, DISK_USAGE, INVENTORY
+from .thresholds import THRESHOLDS, parse_threshold
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 DEFAULT_LABELS = "com.docker.compose.project,com.docker.compose.service"
@@ -232,6 +234,21 @@ NO_EXPORTER_METRICS = Flag(
     False,
 )
 RESERVED_PATHS = ("/", "/-/healthy", "/-/ready", "/targets")
+DATA_ROOT_FS = Flag(
+    "--collect.data-root-filesystem",
+    "measure the filesystem holding the engine's data root: 'auto' (the data root /info names,"
+    " when the engine is on a local unix socket and that path exists here), 'off', or the data"
+    " root's path as mounted into the exporter",
+    AUTO,
+)
+THRESHOLD_FLAGS: dict[str, Flag] = {
+    t.name: Flag(
+        t.flag,
+        f"{t.meaning} ({t.alerts}; unset: the rules' default, {t.default_text})",
+        metavar="BYTES" if t.kind == "bytes" else t.kind.upper(),
+    )
+    for t in THRESHOLDS
+}
 
 FLAG_GROUPS: dict[str, tuple[Flag, ...]] = {
     "web": (LISTEN, WEB_CONFIG, MAX_REQUESTS, TELEMETRY_PATH, NO_EXPORTER_METRICS),
@@ -249,8 +266,12 @@ FLAG_GROUPS: dict[str, tuple[Flag, ...]] = {
         PER_CONTAINER,
         LABELS,
         MAX_ANSWER,
+        DATA_ROOT_FS,
         WORKERS,
         ON_SCRAPE,
+    ),
+    "alert thresholds (this host's; exported as docker_exporter_alert_threshold)": tuple(
+        THRESHOLD_FLAGS.values()
     ),
     "fleet": (CONFIG_FILE, WATCH_INTERVAL),
     "operation": (HEALTHCHECK, LOG_LEVEL, LOG_FORMAT),
@@ -303,6 +324,8 @@ class TargetSettings:
     per_container: bool = True
     container_labels: tuple[str, ...] = tuple(DEFAULT_LABELS.split(","))
     max_answer_bytes: int = 64 * 1024 * 1024
+    data_root_filesystem: str = AUTO  # auto, off, or the data root's path as seen here
+    alert_thresholds: tuple[tuple[str, float], ...] = ()  # (threshold name, value) set
 
     @property
     def label_names(self) -> tuple[str, ...]:
@@ -588,6 +611,18 @@ def settings_from(
     for key in ("per_image", "per_container"):
         if values.get(key) is not None:
             changes[key] = values[key]
+    if values.get("data_root_filesystem") is not None:
+        changes["data_root_filesystem"] = str(values["data_root_filesystem"]).strip() or AUTO
+    thresholds = dict(base.alert_thresholds) if base else {}
+    for t in THRESHOLDS:
+        if values.get(t.key) is not None:
+            try:
+                thresholds[t.name] = parse_threshold(t, str(values[t.key]), names[t.key])
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+    changes["alert_thresholds"] = tuple(
+        (t.name, thresholds[t.name]) for t in THRESHOLDS if t.name in thresholds
+    )
     if base is None:
         return TargetSettings(**changes)  # type: ignore[arg-type]
     return replace(base, **changes)  # type: ignore[arg-type]
@@ -608,6 +643,8 @@ FLAG_KEYS: dict[str, Flag] = {
     "per_container": PER_CONTAINER,
     "container_labels": LABELS,
     "max_answer_size": MAX_ANSWER,
+    "data_root_filesystem": DATA_ROOT_FS,
+    **{t.key: THRESHOLD_FLAGS[t.name] for t in THRESHOLDS},
 }
 """The per-target settings that flags set, by their config-file key."""
 

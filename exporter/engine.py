@@ -18,6 +18,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import docker
@@ -25,13 +26,13 @@ import requests
 import urllib3
 
 from .config import EngineConfig
-from .records import EngineDataError, EngineInfo, parse_version
+from .records import EngineDataError, EngineInfo, parse_info, parse_version
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-VERSION_TTL = 3600.0  # /version is re-read hourly and after every failure
+VERSION_TTL = 3600.0  # /version and /info are re-read hourly and after every failure
 # The decoded size cap of one answer. Recorded engines send about 1 KB per container and
 # 0.4 KB per image: 64 MiB holds some 60,000 containers, beyond the biggest CI hosts reported.
 DEFAULT_MAX_ANSWER_BYTES = 64 * 1024 * 1024
@@ -44,11 +45,12 @@ DF_BUSY_FIRST_PAUSE = 0.1
 DF_BUSY_LONGEST_PAUSE = 2.0
 
 VERSION = "/version"
+INFO = "/info"
 IMAGES = "/images/json"
 CONTAINERS = "/containers/json"
 SYSTEM_DF = "/system/df"
 # Every path this client requests; the socket-proxy config and the README list exactly these.
-ENDPOINTS = (VERSION, IMAGES, CONTAINERS, SYSTEM_DF)
+ENDPOINTS = (VERSION, INFO, IMAGES, CONTAINERS, SYSTEM_DF)
 
 
 # OpenSSL alert reasons a TLS server sends when it rejects (or misses) the client certificate
@@ -167,6 +169,7 @@ class EngineClient:
         self._engine_read_at = 0.0
         self._in_flight: Any = None  # the connection of the request being made
         self._in_flight_lock = threading.Lock()
+        self._info_refused = ""  # the last /info refusal, logged once
 
     def _session(self) -> Any:
         if self._api is None:
@@ -335,11 +338,24 @@ class EngineClient:
         )
 
     def engine(self) -> EngineInfo:
-        """The engine's identity and API version, cached for VERSION_TTL."""
+        """The engine's identity, API version, data root and storage driver, cached for
+        VERSION_TTL: /version and /info are read together, on connect and hourly."""
         now = time.monotonic()
         if self._engine is None or now - self._engine_read_at > VERSION_TTL:
-            info = parse_version(self._get(VERSION, None, self.timeout))
-            self._engine = info
+            version = parse_version(self._get(VERSION, None, self.timeout))
+            self._engine = version  # /info below is asked in the engine's API version
+            try:
+                data_root, driver = parse_info(self._get(INFO, None, self.timeout))
+            except EngineError as exc:
+                if not isinstance(exc.__cause__, requests.exceptions.HTTPError):
+                    raise
+                # An HTTP refusal (a socket proxy that does not allow /info) costs only
+                # the data root: the inventory goes on without it.
+                if str(exc) != self._info_refused:
+                    log.warning("%s; the data root and storage driver are unknown", exc)
+                    self._info_refused = str(exc)
+                data_root, driver = "", ""
+            self._engine = replace(version, data_root=data_root, storage_driver=driver)
             self._engine_read_at = now
         return self._engine
 
@@ -374,11 +390,12 @@ class EngineClient:
         is retried, with growing pauses, until ``timeout`` is spent, rather than failing
         the run and dropping the disk series until the next one.
         """
+        # /version and /info (on connect and hourly) are not part of the df's own time
+        params = {"type": list(types)} if types and self.api_at_least("1.42") else None
         deadline = time.monotonic() + timeout
         pause = DF_BUSY_FIRST_PAUSE
         left = timeout
         while True:
-            params = {"type": list(types)} if types and self.api_at_least("1.42") else None
             try:
                 return self._get(SYSTEM_DF, params, left, stated_timeout=timeout)
             except EngineError as err:

@@ -25,6 +25,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from .config import EngineConfig, JobSchedule, TargetSettings
 from .engine import EngineClient, EngineError, quoted
+from .filesystem import OFF, FilesystemUsage, data_root_path, measure
 from .records import (
     EngineDataError,
     EngineInfo,
@@ -111,14 +112,37 @@ class DiskUsageJob(Job[DiskUsageSnapshot]):
         schedule: JobSchedule,
         slot: Slot[DiskUsageSnapshot],
         resources: tuple[str, ...],
+        data_root_filesystem: str = OFF,
+        log_prefix: str = "",
     ) -> None:
         super().__init__(client, schedule, slot)
         self.resources = resources
+        self.data_root_filesystem = data_root_filesystem
+        self.log_prefix = log_prefix
+        self.fs_error = ""  # the last cause the filesystem could not be measured, logged once
 
     def collect(self, now: float) -> DiskUsageSnapshot:
         types = tuple(DF_TYPES[r] for r in self.resources)
         raw = self.client.disk_usage(types, self.schedule.timeout)
-        return build_disk_usage(parse_disk_usage(raw), now, self.resources)
+        snapshot = build_disk_usage(parse_disk_usage(raw), now, self.resources)
+        return replace(snapshot, data_root_fs=self.measure_data_root())
+
+    def measure_data_root(self) -> FilesystemUsage | None:
+        """statvfs of the data root's filesystem where it is visible here; None otherwise."""
+        engine = self.client.engine()
+        path = data_root_path(self.data_root_filesystem, self.client.config.host, engine.data_root)
+        if path is None:
+            return None
+        try:
+            usage = measure(path)
+        except OSError as exc:
+            cause = f"cannot measure the data root's filesystem at {path}: {exc.strerror or exc}"
+            if cause != self.fs_error:
+                log.warning("%s%s job: %s", self.log_prefix, self.name, cause)
+                self.fs_error = cause
+            return None
+        self.fs_error = ""
+        return usage
 
 
 class ContainerSizesJob(Job[ContainerSizesSnapshot]):
@@ -221,6 +245,8 @@ def build_jobs(
                 schedules.disk_usage,
                 state.disk_usage,
                 settings.disk_usage_resources,
+                settings.data_root_filesystem,
+                log_prefix,
             )
         )
     if schedules.container_sizes.enabled:

@@ -55,21 +55,51 @@ ENGINE_INFO = _g(
     "Engine identity from /version; product is 'Docker Engine' or 'Podman Engine'.",
     INVENTORY,
 )
+ENGINE_STORAGE_INFO = _g(
+    "docker_engine_storage_info",
+    ("data_root", "storage_driver"),
+    "The engine's data root (DockerRootDir, a path on the engine's host) and storage driver,"
+    " from /info, read with /version; value 1. Alert rules join it with node_exporter's"
+    " filesystem of that path.",
+    INVENTORY,
+)
+DATA_ROOT_FS_SIZE = _g(
+    "docker_data_root_filesystem_size_bytes",
+    (),
+    "Size of the filesystem holding the engine's data root, measured by the exporter (statvfs)"
+    " where that path is visible to it (see --collect.data-root-filesystem).",
+    DISK_USAGE,
+)
+DATA_ROOT_FS_AVAIL = _g(
+    "docker_data_root_filesystem_avail_bytes",
+    (),
+    "Bytes available to unprivileged users on the filesystem holding the engine's data root,"
+    " measured like docker_data_root_filesystem_size_bytes.",
+    DISK_USAGE,
+)
+ALERT_THRESHOLD = _g(
+    "docker_exporter_alert_threshold",
+    ("threshold",),
+    "An alert threshold set for this host by an --alert.* flag (or its target in"
+    " --config.file); the rules in alerts.yml use it instead of their default. Only"
+    " thresholds that are set have a series.",
+    "",
+)
 COLLECTION_SUCCESS = _g(
     "docker_exporter_collection_success",
-    ("job",),
+    ("collector",),
     "1 when the job's last run succeeded, 0 when it failed or has not run yet.",
     "",
 )
 COLLECTION_DURATION = _g(
     "docker_exporter_collection_duration_seconds",
-    ("job",),
+    ("collector",),
     "Wall time of the job's last run.",
     "",
 )
 LAST_SUCCESS = _g(
     "docker_exporter_last_success_timestamp_seconds",
-    ("job",),
+    ("collector",),
     "Unix time when the job last succeeded: the time its data on /metrics was collected."
     " Snapshot age is time() minus this.",
     "",
@@ -77,14 +107,14 @@ LAST_SUCCESS = _g(
 COLLECTION_ERRORS = MetricSpec(
     "docker_exporter_collection_errors_total",
     "counter",
-    ("job",),
+    ("collector",),
     "Runs of the job that failed since the exporter started.",
     "",
 )
 JOB_SKIPPED = MetricSpec(
     "docker_exporter_collection_skipped_total",
     "counter",
-    ("job",),
+    ("collector",),
     "Runs of the job skipped because the previous run was still going.",
     "",
 )

@@ -136,6 +136,8 @@ class EngineInfo:
     arch: str
     kernel_version: str
     product: str
+    data_root: str = ""  # DockerRootDir from /info, "" when unknown
+    storage_driver: str = ""  # Driver from /info
 
 
 @dataclass(frozen=True)
@@ -391,6 +393,13 @@ def parse_version(data: object) -> EngineInfo:
         kernel_version=_str(data, "KernelVersion"),
         product=product,
     )
+
+
+def parse_info(data: object) -> tuple[str, str]:
+    """(data root, storage driver) from /info; "" for what the answer lacks."""
+    if not isinstance(data, dict):
+        raise EngineDataError(f"/info answered {type(data).__name__}, expected an object")
+    return _str(data, "DockerRootDir"), _str(data, "Driver")
 
 
 def _volume(raw: Mapping[str, Any]) -> VolumeRecord:

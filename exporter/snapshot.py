@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 
+from .filesystem import FilesystemUsage
 from .metrics import CONTAINER_STATES, DISK_RESOURCES
 from .records import ContainerRecord, DiskUsageRecord, EngineInfo, ImageRecord
 
@@ -216,6 +217,7 @@ class DiskUsageSnapshot:
     images: tuple[ImageDiskFacts, ...]
     dangling_unique: int
     unused_unique: int
+    data_root_fs: FilesystemUsage | None = None  # measured where the data root is visible
 
 
 def _image_usage(df: DiskUsageRecord) -> ResourceUsage | None:

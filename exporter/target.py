@@ -41,7 +41,11 @@ class Target:
         )
         collectors: list[Collector] = [
             DockerCollector(
-                self.state, settings.per_image, settings.per_container, settings.label_names
+                self.state,
+                settings.per_image,
+                settings.per_container,
+                settings.label_names,
+                settings.alert_thresholds,
             )
         ]
         if process_metrics:  # the exporter's own metrics: process_* and its build info

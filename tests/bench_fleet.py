@@ -62,6 +62,7 @@ def engine_answers(index: int, n_containers: int) -> dict[str, bytes]:
     ]  # fmt: skip
     return {
         "/version": json.dumps(load("synthetic/version-1.52.json")).encode(),
+        "/info": json.dumps(load("docker-20.10/info.json")).encode(),
         "/images/json": json.dumps(images).encode(),
         "/containers/json": json.dumps(containers).encode(),
     }

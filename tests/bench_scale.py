@@ -128,6 +128,7 @@ def answers(n_images: int, n_containers: int, seed: int = 0) -> dict[str, bytes]
     }  # fmt: skip
     return {
         "/version": json.dumps(version).encode(),
+        "/info": json.dumps({"DockerRootDir": "/var/lib/docker", "Driver": "overlay2"}).encode(),
         "/_ping": b"OK",
         "/images/json": json.dumps(images).encode(),
         "/containers/json": json.dumps(containers).encode(),

@@ -31,6 +31,7 @@ ENDPOINTS: Mapping[str, tuple[str, Mapping[str, str]]] = {
     "images": ("/images/json", {}),
     "containers": ("/containers/json", {"all": "1"}),
     "version": ("/version", {}),
+    "info": ("/info", {}),
     "system_df": ("/system/df", {}),
     "containers_size": ("/containers/json", {"all": "1", "size": "1"}),
 }

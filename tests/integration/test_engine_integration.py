@@ -8,6 +8,7 @@ prune, restart) get an engine of their own, which starts in about a second.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from collections import Counter
@@ -149,7 +150,9 @@ def test_client_cert_without_verification_warns(engine, scenario, run_exporter):
 
 def failing_log(exp, needle: str) -> str:
     exp.wait_for(
-        lambda s: (value(s, "docker_exporter_collection_errors_total", job="inventory") or 0) >= 2
+        lambda s: (
+            (value(s, "docker_exporter_collection_errors_total", collector="inventory") or 0) >= 2
+        )
     )
     log: str = exp.log()
     assert "Traceback" not in log
@@ -272,8 +275,8 @@ def test_disk_usage_equals_docker_system_df(engine, scenario, run_exporter):
     )
     s = exp.wait_for(
         lambda s: (
-            value(s, "docker_exporter_collection_success", job="disk_usage") == 1.0
-            and value(s, "docker_exporter_collection_success", job="container_sizes") == 1.0
+            value(s, "docker_exporter_collection_success", collector="disk_usage") == 1.0
+            and value(s, "docker_exporter_collection_success", collector="container_sizes") == 1.0
         )
     )
     rows = df_rows(engine)
@@ -314,6 +317,17 @@ def test_disk_usage_equals_docker_system_df(engine, scenario, run_exporter):
         assert human_size(got_rw or 0, 3) == rw
         assert got_virtual is not None and human_size(got_virtual, 3) == virtual
 
+    # /info, read with /version: the data root and driver `docker info` names; on this local
+    # unix socket with the data root visible, the exporter measures its filesystem itself
+    root, driver = engine.cli("info", "--format", "{{.DockerRootDir}} {{.Driver}}").stdout.split()
+    assert series(s, "docker_engine_storage_info") == [
+        {"data_root": root, "storage_driver": driver}
+    ]
+    fs = os.statvfs(root)
+    assert value(s, "docker_data_root_filesystem_size_bytes") == fs.f_blocks * fs.f_frsize
+    avail = value(s, "docker_data_root_filesystem_avail_bytes")
+    assert avail is not None and 0 < avail < fs.f_blocks * fs.f_frsize
+
 
 def layers_size(engine: Engine) -> int:
     client = docker.APIClient(base_url=engine.unix_url, version="1.41")
@@ -338,7 +352,12 @@ def test_prune_frees_at_least_the_reported_unique_bytes(fresh_engine, run_export
     def fresh_df(after: float):
         return exp.wait_for(
             lambda s: (
-                (value(s, "docker_exporter_last_success_timestamp_seconds", job="disk_usage") or 0)
+                (
+                    value(
+                        s, "docker_exporter_last_success_timestamp_seconds", collector="disk_usage"
+                    )
+                    or 0
+                )
                 > after
             )
         )
@@ -352,7 +371,9 @@ def test_prune_frees_at_least_the_reported_unique_bytes(fresh_engine, run_export
     freed = before - layers_size(eng)
     assert freed >= dangling, (freed, dangling)
 
-    t = value(exp.samples(), "docker_exporter_last_success_timestamp_seconds", job="disk_usage")
+    t = value(
+        exp.samples(), "docker_exporter_last_success_timestamp_seconds", collector="disk_usage"
+    )
     s = fresh_df(t or 0)
     assert value(s, "docker_images_dangling_unique_bytes") == 0.0
     unused = value(s, "docker_images_unused_unique_bytes")

@@ -100,6 +100,7 @@ class FakeEngine:
 
 SYNTHETIC_ANSWERS = {
     "/version": "synthetic/version-1.52.json",
+    "/info": "docker-20.10/info.json",
     "/images/json": "synthetic/images-1.52.json",
     "/containers/json": "synthetic/containers-1.52.json",
     "/system/df": "synthetic/system_df-1.52.json",

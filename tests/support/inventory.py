@@ -102,10 +102,11 @@ def exporter_collector(
     per_image: bool = True,
     per_container: bool = True,
     labels: tuple[str, ...] = LABELS,
+    alert_thresholds: tuple[tuple[str, float], ...] = (),
 ) -> DockerCollector:
     """The exporter's collector over ``state``."""
     names = tuple(label_name(k) for k in labels)
-    return DockerCollector(state, per_image, per_container, names)
+    return DockerCollector(state, per_image, per_container, names, alert_thresholds)
 
 
 def exporter_registry(
@@ -114,11 +115,18 @@ def exporter_registry(
     per_image: bool = True,
     per_container: bool = True,
     labels: tuple[str, ...] = LABELS,
+    alert_thresholds: tuple[tuple[str, float], ...] = (),
 ) -> CollectorRegistry:
     """A fresh registry holding the exporter's collector over ``state``."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(
-        exporter_collector(state, per_image=per_image, per_container=per_container, labels=labels)
+        exporter_collector(
+            state,
+            per_image=per_image,
+            per_container=per_container,
+            labels=labels,
+            alert_thresholds=alert_thresholds,
+        )
     )
     return registry
 

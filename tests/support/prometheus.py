@@ -97,3 +97,36 @@ class Prometheus(ManagedProcess):
 
 
 RunPrometheus = Callable[[Path], Prometheus]
+
+
+NODE_EXPORTER_PATHS = ("/usr/bin/prometheus-node-exporter", "/usr/bin/node_exporter")
+
+
+class NodeExporter(ManagedProcess):
+    """A real node_exporter (Debian's prometheus-node-exporter) on a loopback port, with only
+    its filesystem collector: what the capacity rules join with."""
+
+    def __init__(self, workdir: Path) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        binary = _find("prometheus-node-exporter", NODE_EXPORTER_PATHS)
+        need(None if binary else "node_exporter not installed (prometheus-node-exporter)")
+        assert binary is not None
+        self.port = free_port()
+        argv = [
+            binary,
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--collector.disable-defaults",
+            "--collector.filesystem",
+        ]
+        super().__init__(argv, workdir / "node-exporter.log", env=clean_env(), cwd=workdir)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def ready(self) -> bool:
+        with urllib.request.urlopen(f"{self.url}/metrics", timeout=2) as resp:
+            return bool(resp.status == 200)
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        self.wait_until(self.ready, timeout, "node_exporter ready")

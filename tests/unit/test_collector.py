@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from exporter.collector import current_container_sizes, current_image_disk
-from exporter.records import parse_containers, parse_disk_usage, parse_images, parse_version
+from exporter.filesystem import FilesystemUsage
+from exporter.records import (
+    parse_containers,
+    parse_disk_usage,
+    parse_images,
+    parse_info,
+    parse_version,
+)
 from exporter.snapshot import (
     ContainerFacts,
     ContainerSize,
@@ -40,13 +49,19 @@ def publish_inventory(state, images=SYNTHETIC["images"]):
 def test_before_any_collection_only_exporter_series():
     _, reg = setup()
     assert reg.get_sample_value("docker_up") == 0.0
-    assert reg.get_sample_value("docker_exporter_collection_success", {"job": "inventory"}) == 0.0
     assert (
-        reg.get_sample_value("docker_exporter_collection_errors_total", {"job": "disk_usage"}) == 0
+        reg.get_sample_value("docker_exporter_collection_success", {"collector": "inventory"})
+        == 0.0
+    )
+    assert (
+        reg.get_sample_value("docker_exporter_collection_errors_total", {"collector": "disk_usage"})
+        == 0
     )
     assert reg.get_sample_value("docker_images") is None
     assert (
-        reg.get_sample_value("docker_exporter_last_success_timestamp_seconds", {"job": "inventory"})
+        reg.get_sample_value(
+            "docker_exporter_last_success_timestamp_seconds", {"collector": "inventory"}
+        )
         is None
     )
 
@@ -56,8 +71,8 @@ def test_inventory_values():
     publish_inventory(state)
     g = reg.get_sample_value
     assert g("docker_up") == 1.0
-    assert g("docker_exporter_collection_duration_seconds", {"job": "inventory"}) == 0.25
-    assert g("docker_exporter_last_success_timestamp_seconds", {"job": "inventory"}) == NOW
+    assert g("docker_exporter_collection_duration_seconds", {"collector": "inventory"}) == 0.25
+    assert g("docker_exporter_last_success_timestamp_seconds", {"collector": "inventory"}) == NOW
     assert (
         g(
             "docker_engine_info",
@@ -141,13 +156,16 @@ def test_removed_objects_vanish_and_failure_drops_per_object_series():
     text = "\n".join(str(s) for f in reg.collect() for s in f.samples)
     assert reg.get_sample_value("docker_up") == 0
     assert (
-        reg.get_sample_value("docker_exporter_collection_errors_total", {"job": "inventory"}) == 1
+        reg.get_sample_value("docker_exporter_collection_errors_total", {"collector": "inventory"})
+        == 1
     )
     assert reg.get_sample_value("docker_images") is None
     assert "docker_container" not in text and "docker_engine_info" not in text
     # the time of the last good data is still there, so staleness is visible
     assert (
-        reg.get_sample_value("docker_exporter_last_success_timestamp_seconds", {"job": "inventory"})
+        reg.get_sample_value(
+            "docker_exporter_last_success_timestamp_seconds", {"collector": "inventory"}
+        )
         == NOW + 15
     )
 
@@ -298,3 +316,31 @@ def test_container_sizes_matched_against_the_newest_inventory(containers, sizes,
     inventory = None if containers is None else _inventory([], containers)
     snap = ContainerSizesSnapshot(NOW, tuple(ContainerSize(n, 1, 2) for n in sizes))
     assert tuple(c.name for c in current_container_sizes(snap, inventory)) == expected
+
+
+def test_storage_info_filesystem_and_thresholds():
+    state = State(disk_usage=True)
+    thresholds = (("image_disk_share", 0.9), ("dangling_images", 5.0))
+    g = exporter_registry(state, alert_thresholds=thresholds).get_sample_value
+    assert g("docker_exporter_alert_threshold", {"threshold": "image_disk_share"}) == 0.9
+    assert g("docker_exporter_alert_threshold", {"threshold": "dangling_images"}) == 5.0
+    assert g("docker_exporter_alert_threshold", {"threshold": "reclaimable_share"}) is None
+    root, driver = parse_info(load("docker-20.10/info.json"))
+    engine = replace(
+        parse_version(load("docker-20.10/version.json")), data_root=root, storage_driver=driver
+    )
+    publish(state.inventory, build_inventory(engine, (), (), NOW, ()))
+    labels = {"data_root": "/tmp/inv-60a54ncp/data", "storage_driver": "overlay2"}
+    assert g("docker_engine_storage_info", labels) == 1.0
+    df = build_disk_usage(parse_disk_usage(load("synthetic/system_df-1.52.json")), NOW)
+    publish(state.disk_usage, df)
+    assert g("docker_data_root_filesystem_size_bytes") is None  # not measured: no series
+    publish(state.disk_usage, replace(df, data_root_fs=FilesystemUsage(40 * 10**9, 12 * 10**9)))
+    assert g("docker_data_root_filesystem_size_bytes") == 40e9
+    assert g("docker_data_root_filesystem_avail_bytes") == 12e9
+
+
+def test_no_storage_info_without_a_data_root():
+    state, reg = setup()
+    publish_inventory(state)  # parse_version alone: /info not read
+    assert [m for m in reg.collect() if m.name == "docker_engine_storage_info"] == []

@@ -84,8 +84,11 @@ def test_dashboard_identity(dashboard):
     assert dashboard["uid"] == "docker-inventory"
     assert dashboard["title"]
     assert dashboard.get("id") is None  # imports and provisioning assign their own
-    assert 36 <= dashboard["schemaVersion"] <= 41
+    assert dashboard["schemaVersion"] == 41  # Grafana 12
     assert "__inputs" not in dashboard  # no import-time datasource prompt: $datasource instead
+    # the provisioned copy cannot be changed in the UI (a change would be lost on the next load)
+    assert dashboard["editable"] is False
+    assert yaml.safe_load(PROVIDERS.read_text())["providers"][0]["allowUiUpdates"] is False
 
 
 def test_panel_ids_are_unique(dashboard):
@@ -170,6 +173,10 @@ def test_template_variables(dashboard):
         assert m, query
         assert m.group(2) == name
         assert metric_names(m.group(1)) <= known, query
+        # values from a series only this exporter exports
+        (sel,) = selectors(m.group(1))
+        assert sel.name == "docker_exporter_collection_success", query
+        assert ("collector", "=", "inventory") in sel.matchers, query
     instance_query = variables["instance"]["definition"]
     assert ("job", "=~", "$job") in selectors(instance_query.split("(", 1)[1])[0].matchers
 
@@ -220,17 +227,17 @@ def test_every_metric_is_exposed_by_the_exporter(dashboard):
     assert "predict_linear(" in exprs
 
 
-def test_exporter_job_label_is_exported_job(dashboard):
-    """On scrape the exporter's `job` label becomes `exported_job` (no honor_labels)."""
+def test_exporter_jobs_are_named_by_collector(dashboard):
+    """The exporter's own collection jobs are in `collector`; `job` is the scrape target's."""
     for panel, target in targets(dashboard):
         expr = target["expr"]
-        if "docker_exporter_" not in expr:
+        assert "exported_job" not in expr + target.get("legendFormat", ""), panel["title"]
+        first = selectors(expr)[0].name or ""
+        if not first.startswith("docker_exporter_collection_"):
             continue
-        assert "exported_job" in expr, panel["title"]
-        # one series per job: the legend must say which job it is
-        assert "{{exported_job}}" in target.get("legendFormat", ""), panel["title"]
-        for sel in selectors(expr):
-            assert all(label != "exported_job" or op == "=~" for label, op, _ in sel.matchers)
+        assert "collector" in expr, panel["title"]
+        # one series per collection job: the legend must say which job it is
+        assert "{{collector}}" in target.get("legendFormat", ""), panel["title"]
 
 
 def test_rates_use_rate_interval(dashboard):
@@ -311,3 +318,85 @@ def test_dashboard_provisioning():
     assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
     # the dashboard file lives where the compose file mounts that path from
     assert DASHBOARD.parent.name == "dashboards" and DASHBOARD.parent.parent.name == "grafana"
+
+
+# --------------------------------------------------------------------------- All, fleet, changes
+
+GUARD = (
+    'and on(job, instance) docker_exporter_collection_success{collector="inventory",'
+    'job=~"$job",instance=~"$instance"}'
+)
+
+
+def test_all_never_sums_in_another_exporters_series(dashboard):
+    """With All (.+), another exporter's docker_* or process_* series in another scrape job
+    must not be summed in: every selector of such a metric is joined with a series only this
+    exporter exports, before any aggregation."""
+    queries = [t["expr"] for _, t in targets(dashboard)]
+    queries += [a["expr"] for a in dashboard["annotations"]["list"]]
+    for expr in queries:
+        ours = [s for s in selectors(expr) if re.match(r"(docker|process)_", s.name or "")]
+        guards = expr.count(GUARD)
+        assert guards >= 1, expr
+        if "offset" not in expr:  # an annotation's earlier sample needs no guard of its own
+            assert guards == len(ours) - guards, expr
+
+
+def panel(dash: dict[str, Any], title: str) -> dict[str, Any]:
+    (found,) = [p for p in all_panels(dash) if p["title"] == title]
+    return found
+
+
+def test_fleet_table_has_one_row_per_host_and_links_to_it(dashboard):
+    fleet = panel(dashboard, "Fleet: which host to clean first")
+    assert fleet["gridPos"]["y"] == 1 and fleet["gridPos"]["w"] == 24  # at the top
+    for t in fleet["targets"]:
+        assert re.match(r"^(max|sum) by \(job, instance(, version)?\) ", t["expr"]), t["expr"]
+    organize = next(tr for tr in fleet["transformations"] if tr["id"] == "organize")["options"]
+    columns = [
+        name
+        for key, name in sorted(
+            ((k, organize["renameByName"].get(k, k)) for k in organize["indexByName"]),
+            key=lambda kv: organize["indexByName"][kv[0]],
+        )
+        if not organize["excludeByName"].get(key)
+    ]
+    assert columns == [
+        "Instance", "Image disk", "Reclaimable", "Reclaimable share", "Dangling", "Unused",
+        "Exited", "Unhealthy", "Engine", "Data age", "Job",
+    ]  # fmt: skip
+    assert fleet["options"]["sortBy"] == [{"displayName": "Reclaimable", "desc": True}]
+    units = {
+        o["matcher"]["options"]: p["value"]
+        for o in fleet["fieldConfig"]["overrides"]
+        for p in o["properties"]
+        if p["id"] == "unit"
+    }
+    assert units == {
+        "Image disk": "bytes", "Reclaimable": "bytes", "Reclaimable share": "percentunit",
+        "Dangling": "none", "Unused": "none", "Exited": "none", "Unhealthy": "none",
+        "Data age": "s",
+    }  # fmt: skip
+    (links,) = [
+        p["value"]
+        for o in fleet["fieldConfig"]["overrides"]
+        if o["matcher"]["options"] == "Instance"
+        for p in o["properties"]
+        if p["id"] == "links"
+    ]
+    url = links[0]["url"]
+    assert url.startswith(f"/d/{dashboard['uid']}/")
+    assert "var-instance=${__value.raw}" in url and "var-job=${__data.fields.job}" in url
+
+
+def test_changes_are_shown_and_annotated(dashboard):
+    counts = panel(dashboard, "What changed: images and containers over time")
+    names = {selectors(t["expr"])[0].name for t in counts["targets"]}
+    assert {"docker_images", "docker_images_dangling", "docker_images_unused"} <= names
+    annotations = {a["name"]: a for a in dashboard["annotations"]["list"]}
+    assert set(annotations) == {"Engine version changes", "Prunes: image disk use dropped"}
+    for a in annotations.values():
+        assert a["datasource"]["uid"] in DS_VARIABLE_UIDS and a["enable"] is True
+        assert metric_names(a["expr"]) <= exporter_metric_names()
+    assert "docker_engine_info" in annotations["Engine version changes"]["expr"]
+    assert "offset 10m" in annotations["Prunes: image disk use dropped"]["expr"]

@@ -137,6 +137,7 @@ def test_reload_on_sighup_with_the_same_pid(tmp_path, engines, run_exporter):
     wait_until(lambda: up("a") == 0.0, 2.0, what="a changed within one interval")
     reload({"a": a.url})  # remove b
     wait_until(lambda: exp.get("/metrics?target=b")[0] == 404, 2.0, what="b removed")
+    wait_until(lambda: up("a") == 1.0, 2.0, what="a back on its engine")  # before the next reload
     assert [g["targets"] for g in json.loads(exp.get("/targets")[1])] == [["a"]]
     path.write_text("targets: [\n")  # broken
     os.kill(pid, signal.SIGHUP)
@@ -178,7 +179,7 @@ def test_collect_only_while_scraped(tmp_path, engines, run_exporter):
     cold = parse_samples(body.decode())
     # the cold first scrape: like an exporter that has just started
     assert status == 200 and value(cold, "docker_up") == 0.0
-    assert value(cold, "docker_exporter_collection_success", job="inventory") == 0.0
+    assert value(cold, "docker_exporter_collection_success", collector="inventory") == 0.0
     wait_until(
         lambda: value(parse_samples(exp.get("/metrics?target=a")[1].decode()), "docker_up") == 1.0,
         5.0,

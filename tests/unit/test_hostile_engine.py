@@ -98,12 +98,14 @@ def failing_cycle(
     fake.set(path, answer)
     samples = exp.wait_for(lambda s: value(s, "docker_up") == 0.0, timeout=10)
     assert value(samples, "docker_images") is None  # stale data dropped, not served
-    errors_at_first = value(samples, "docker_exporter_collection_errors_total", job="inventory")
+    errors_at_first = value(
+        samples, "docker_exporter_collection_errors_total", collector="inventory"
+    )
     slowest = slowest_scrape(exp, 3 * INTERVAL)
     samples = exp.samples()
     assert value(samples, "docker_up") == 0.0
     # more failed runs happened, and the cause was logged once for all of them
-    more = value(samples, "docker_exporter_collection_errors_total", job="inventory")
+    more = value(samples, "docker_exporter_collection_errors_total", collector="inventory")
     assert errors_at_first is not None and more is not None and more >= errors_at_first + 2
     assert full_log(exp).count(log_line) == 1, full_log(exp)
     assert slowest < 0.5, f"a scrape took {slowest:.3f}s"
@@ -145,7 +147,7 @@ def test_a_dripping_engine_is_cut_at_the_deadline(fake, run_exporter, headers_to
         "inventory job: GET /images/json: no answer within 0.5s",
     )
     samples = exp.samples()
-    duration = value(samples, "docker_exporter_collection_duration_seconds", job="inventory")
+    duration = value(samples, "docker_exporter_collection_duration_seconds", collector="inventory")
     assert duration is not None and 0.5 <= duration < 0.9  # the whole request, not each read
     assert time.monotonic() - started < 15
     recovers(exp, fake, "/images/json", IMAGES)

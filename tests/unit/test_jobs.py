@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 import pytest
@@ -22,6 +23,7 @@ def answers(n_containers: int = 4) -> dict[str, object]:
     many = [dict(containers[i % 4], Id=f"{i:064x}", Names=[f"/c{i}"]) for i in range(n_containers)]
     return {
         "/version": load("synthetic/version-1.52.json"),
+        "/info": load("docker-20.10/info.json"),
         "/images/json": load("synthetic/images-1.52.json"),
         "/containers/json": many,
         "/system/df": load("synthetic/system_df-1.52.json"),
@@ -40,9 +42,11 @@ def inventory_job(host: str, state: State, timeout: float = 2.0) -> InventoryJob
     return InventoryJob(client, JobSchedule(15.0, timeout), state.inventory, ())
 
 
-def df_job(fake: FakeEngine, state: State, resources: tuple[str, ...]) -> DiskUsageJob:
+def df_job(
+    fake: FakeEngine, state: State, resources: tuple[str, ...], data_root_fs: str = "off"
+) -> DiskUsageJob:
     client = EngineClient(EngineConfig(fake.url), 2.0)
-    return DiskUsageJob(client, JobSchedule(300.0, 2.0), state.disk_usage, resources)
+    return DiskUsageJob(client, JobSchedule(300.0, 2.0), state.disk_usage, resources, data_root_fs)
 
 
 def runner(
@@ -78,8 +82,13 @@ def test_requests_per_collection_do_not_grow_with_objects(n):
             run()
         inventory = state.view().inventory
         assert inventory is not None and len(inventory.containers) == n
-        # /version once per client, then two requests per collection whatever n is
-        assert dict(engine.requests) == {"/version": 1, "/images/json": 3, "/containers/json": 3}
+        # /version and /info once per client, then two requests per collection whatever n is
+        assert dict(engine.requests) == {
+            "/version": 1,
+            "/info": 1,
+            "/images/json": 3,
+            "/containers/json": 3,
+        }
     finally:
         engine.close()
 
@@ -178,3 +187,75 @@ def test_skips_counted_during_a_run_survive_its_publish(fake):
     run()
     status = state.view().jobs["inventory"]
     assert (status.success, status.skipped) == (True, 2)
+
+
+def test_info_is_read_with_version_and_names_the_data_root(fake):
+    client = EngineClient(EngineConfig(fake.url), 2.0)
+    for _ in range(3):
+        engine = client.engine()
+    assert (engine.data_root, engine.storage_driver) == ("/tmp/inv-60a54ncp/data", "overlay2")
+    assert (fake.count("/version"), fake.count("/info")) == (1, 1)
+    # asked in the engine's API version, like every path but /version
+    assert fake.queries == [("/version", ""), ("/info", "")]
+
+
+def test_info_refused_costs_only_the_data_root(fake, caplog):
+    caplog.set_level(logging.INFO, logger="exporter")
+    fake.answers.pop("/info")  # a socket proxy that does not allow /info: HTTP 404 here
+    run, state, _ = runner(fake)
+    for _ in range(2):
+        run()
+    view = state.view()
+    assert view.jobs["inventory"].success
+    assert view.inventory is not None and view.inventory.engine.data_root == ""
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        'GET /info: engine answered HTTP 404 "page not found";'
+        " the data root and storage driver are unknown"
+    ]
+
+
+def test_info_transport_failure_fails_the_run(fake):
+    fake.set("/info", b"<html>proxy error</html>")
+    run, state, _ = runner(fake)
+    run()
+    assert state.view().jobs["inventory"].last_error == (
+        "GET /info: the engine's answer is not valid JSON"
+    )
+
+
+def test_disk_usage_measures_the_data_root_filesystem_where_told(fake, tmp_path):
+    state = State(disk_usage=True)
+    Runner(df_job(fake, state, DISK_RESOURCES, str(tmp_path)), lambda: None)()
+    before = os.statvfs(tmp_path)
+    disk_usage = state.view().disk_usage
+    assert disk_usage is not None
+    fs = disk_usage.data_root_fs
+    assert fs is not None and fs.size == before.f_blocks * before.f_frsize
+    assert 0 < fs.avail <= fs.size
+
+
+def test_disk_usage_does_not_measure_a_remote_engines_data_root(fake, tmp_path):
+    fake.set("/info", dict(load("docker-20.10/info.json"), DockerRootDir=str(tmp_path)))
+    state = State(disk_usage=True)
+    # the stand-in engine is tcp://: a path of that name here is another machine's disk
+    Runner(df_job(fake, state, DISK_RESOURCES, "auto"), lambda: None)()
+    disk_usage = state.view().disk_usage
+    assert disk_usage is not None and disk_usage.data_root_fs is None
+
+
+def test_unmeasurable_data_root_is_logged_once(fake, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="exporter")
+    state = State(disk_usage=True)
+    missing = str(tmp_path / "gone")
+    run = Runner(df_job(fake, state, DISK_RESOURCES, missing), lambda: None)
+    run()
+    run()
+    view = state.view()
+    assert view.jobs["disk_usage"].success  # the df figures are still served
+    assert view.disk_usage is not None and view.disk_usage.data_root_fs is None
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        f"disk_usage job: cannot measure the data root's filesystem at {missing}:"
+        " No such file or directory"
+    ]

@@ -34,9 +34,9 @@ def test_hanging_df_never_delays_inventory_or_scrapes(fake, run_exporter):
         "1500ms",
     )
     first = exp.wait_for(
-        lambda s: value(s, "docker_exporter_collection_errors_total", job="disk_usage") == 1.0
+        lambda s: value(s, "docker_exporter_collection_errors_total", collector="disk_usage") == 1.0
     )
-    t0 = value(first, "docker_exporter_last_success_timestamp_seconds", job="inventory")
+    t0 = value(first, "docker_exporter_last_success_timestamp_seconds", collector="inventory")
     slowest = 0.0
     deadline = time.monotonic() + 4
     while time.monotonic() < deadline:
@@ -46,10 +46,10 @@ def test_hanging_df_never_delays_inventory_or_scrapes(fake, run_exporter):
         time.sleep(0.1)
     samples = exp.samples()
     assert slowest < 0.5, f"a scrape took {slowest:.3f}s"
-    assert value(samples, "docker_exporter_collection_success", job="disk_usage") == 0.0
-    assert value(samples, "docker_exporter_collection_success", job="inventory") == 1.0
-    assert value(samples, "docker_exporter_collection_skipped_total", job="inventory") == 0.0
-    t1 = value(samples, "docker_exporter_last_success_timestamp_seconds", job="inventory")
+    assert value(samples, "docker_exporter_collection_success", collector="disk_usage") == 0.0
+    assert value(samples, "docker_exporter_collection_success", collector="inventory") == 1.0
+    assert value(samples, "docker_exporter_collection_skipped_total", collector="inventory") == 0.0
+    t1 = value(samples, "docker_exporter_last_success_timestamp_seconds", collector="inventory")
     assert t0 is not None and t1 is not None and t1 >= t0 + 2
     assert value(samples, "docker_disk_usage_bytes", resource="images") is None
     assert value(samples, "docker_up") == 1.0
@@ -96,11 +96,13 @@ def test_a_run_due_while_the_previous_waits_for_a_worker_is_skipped(fake, run_ex
         "--collect.disk-usage-interval", "2s", "--collect.disk-usage-timeout", "1900ms",
     )  # fmt: skip
     s = exp.wait_for(
-        lambda s: (value(s, "docker_exporter_collection_skipped_total", job="inventory") or 0) >= 2
+        lambda s: (
+            (value(s, "docker_exporter_collection_skipped_total", collector="inventory") or 0) >= 2
+        )
     )
-    assert value(s, "docker_exporter_collection_success", job="inventory") == 1.0
-    assert value(s, "docker_exporter_collection_errors_total", job="inventory") == 0.0
-    assert value(s, "docker_exporter_collection_success", job="disk_usage") == 0.0
+    assert value(s, "docker_exporter_collection_success", collector="inventory") == 1.0
+    assert value(s, "docker_exporter_collection_errors_total", collector="inventory") == 0.0
+    assert value(s, "docker_exporter_collection_success", collector="disk_usage") == 0.0
     assert exp.log().count("inventory job: a run was skipped") == 1
 
 
