@@ -27,6 +27,7 @@ TOOLS = {
     "podman": "podman",
     "prometheus": "prometheus",
     "promtool": "prometheus",
+    "prometheus-node-exporter": "prometheus-node-exporter",
     "debootstrap": "debootstrap",
     "docker-compose": "docker-compose",
     "openssl": "openssl",
