@@ -305,6 +305,11 @@ def job_schedule(
     return JobSchedule(every, limit)
 
 
+# The decoded size cap of one answer. Recorded engines send about 1 KB per container and
+# 0.4 KB per image: 64 MiB holds some 60,000 containers, beyond the biggest CI hosts reported.
+DEFAULT_MAX_ANSWER_BYTES = 64 * 1024 * 1024
+
+
 @dataclass(frozen=True)
 class Schedules:
     """Each job's schedule; the fields are named like the jobs in ``JOB_SETTINGS``."""
@@ -323,7 +328,7 @@ class TargetSettings:
     per_image: bool = True
     per_container: bool = True
     container_labels: tuple[str, ...] = tuple(DEFAULT_LABELS.split(","))
-    max_answer_bytes: int = 64 * 1024 * 1024
+    max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES
     data_root_filesystem: str = AUTO  # auto, off, or the data root's path as seen here
     alert_thresholds: tuple[tuple[str, float], ...] = ()  # (threshold name, value) set
 

@@ -25,7 +25,7 @@ import docker
 import requests
 import urllib3
 
-from .config import EngineConfig
+from .config import DEFAULT_MAX_ANSWER_BYTES, EngineConfig
 from .records import EngineDataError, EngineInfo, parse_info, parse_version
 
 log = logging.getLogger(__name__)
@@ -33,9 +33,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 VERSION_TTL = 3600.0  # /version and /info are re-read hourly and after every failure
-# The decoded size cap of one answer. Recorded engines send about 1 KB per container and
-# 0.4 KB per image: 64 MiB holds some 60,000 containers, beyond the biggest CI hosts reported.
-DEFAULT_MAX_ANSWER_BYTES = 64 * 1024 * 1024
 READ_CHUNK = 1 << 16
 
 # The refusal of a concurrent /system/df by engines before Docker 23, and the pauses
