@@ -390,6 +390,7 @@ class Engine:
             "--ip-forward=false",
             "--userland-proxy=false",
             "--storage-driver", "overlay2",
+            "--shutdown-timeout", "2",  # busybox sleeps ignore SIGTERM: no 15 s wait on stop
             "-H", self.unix_url,
             "-H", self.tcp_url,
             "--tlsverify",

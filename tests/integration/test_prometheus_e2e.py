@@ -14,6 +14,7 @@ need days are seconds; the exporter lowers two thresholds with its own --alert.*
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -168,54 +169,60 @@ class Stack:
     engine_version: str
 
 
-@pytest.fixture
-def node_exporter(tmp_path) -> Iterator[NodeExporter]:
-    node = NodeExporter(tmp_path / "node")
-    try:
+@pytest.fixture(scope="module")
+def stack(engine, scenario, tmp_path_factory) -> Iterator[Stack]:
+    """One stack per engine version for the whole module: the tests only read from it."""
+    tmp = tmp_path_factory.mktemp("stack")
+    with contextlib.ExitStack() as cleanup:
+        node = NodeExporter(tmp / "node")
+        cleanup.callback(node.stop)
         node.wait_ready()
-        yield node
-    finally:
-        node.stop()
-
-
-@pytest.fixture
-def stack(engine, scenario, run_exporter, run_prometheus, node_exporter, tmp_path) -> Stack:
-    exp = run_exporter(
-        "--docker.host", engine.unix_url,
-        "--collect.interval", "1s",
-        "--collect.timeout", "900ms",
-        "--collect.disk-usage-interval", "2s",
-        "--collect.container-sizes-interval", "2s",  # the container table's writable layer
-        *THRESHOLD_FLAGS,
-        env=clean_env(),
-    )  # fmt: skip
-    # every job has data before Prometheus' first scrape
-    exp.wait_for(
-        lambda s: (
-            value(s, "docker_up") == 1.0
-            and value(s, "docker_images_dangling_unique_bytes") is not None
-            and value(s, "docker_container_rw_size_bytes", name=sc.RUNNING) is not None
-            and value(s, "docker_container_health_status", name=sc.UNHEALTHY, status="unhealthy")
-            == 1.0
+        exp = ExporterProcess(
+            [
+                "--docker.host", engine.unix_url,
+                "--collect.interval", "1s",
+                "--collect.timeout", "900ms",
+                "--collect.disk-usage-interval", "2s",
+                "--collect.container-sizes-interval", "2s",  # the container table's rw layer
+                *THRESHOLD_FLAGS,
+            ],
+            tmp / "exporter.log",
+            env=clean_env(),
+        )  # fmt: skip
+        cleanup.callback(exp.stop)
+        exp.wait_ready()
+        # every job has data before Prometheus' first scrape
+        exp.wait_for(
+            lambda s: (
+                value(s, "docker_up") == 1.0
+                and value(s, "docker_images_dangling_unique_bytes") is not None
+                and value(s, "docker_container_rw_size_bytes", name=sc.RUNNING) is not None
+                and value(
+                    s, "docker_container_health_status", name=sc.UNHEALTHY, status="unhealthy"
+                )
+                == 1.0
+            )
         )
-    )
 
-    (tmp_path / "alerts-test.yml").write_text(yaml.safe_dump(alerts_test_copy(), sort_keys=False))
-    (tmp_path / "prometheus.yml").write_text(
-        yaml.safe_dump(
-            prometheus_config(exp.port, node_exporter.port, "alerts-test.yml"), sort_keys=False
+        (tmp / "alerts-test.yml").write_text(yaml.safe_dump(alerts_test_copy(), sort_keys=False))
+        (tmp / "prometheus.yml").write_text(
+            yaml.safe_dump(
+                prometheus_config(exp.port, node.port, "alerts-test.yml"), sort_keys=False
+            )
         )
-    )
-    prom = run_prometheus(tmp_path / "prometheus.yml")
-    prom.wait_ready()
-    # a few scrapes of every job's data (rate() and predict_linear() need two samples)
-    prom.wait(
-        "four scrapes with disk usage",
-        lambda: prom.query('count_over_time(docker_disk_usage_bytes{resource="images"}[1m]) >= 4'),
-    )
-    data_root = engine.cli("info", "--format", "{{.DockerRootDir}}").stdout.strip()
-    version = engine.cli("version", "--format", "{{.Server.Version}}").stdout.strip()
-    return Stack(prom, exp, f"127.0.0.1:{exp.port}", node_exporter, data_root, version)
+        prom = Prometheus(tmp / "prometheus.yml", tmp / "prometheus")
+        cleanup.callback(prom.stop)
+        prom.wait_ready()
+        # a few scrapes of every job's data (rate() and predict_linear() need two samples)
+        prom.wait(
+            "four scrapes with disk usage",
+            lambda: prom.query(
+                'count_over_time(docker_disk_usage_bytes{resource="images"}[1m]) >= 4'
+            ),
+        )
+        data_root = engine.cli("info", "--format", "{{.DockerRootDir}}").stdout.strip()
+        version = engine.cli("version", "--format", "{{.Server.Version}}").stdout.strip()
+        yield Stack(prom, exp, f"127.0.0.1:{exp.port}", node, data_root, version)
 
 
 # --------------------------------------------------------------------------- the tests

@@ -2,25 +2,51 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import shutil
 import socket
 import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from tests.support.promql import Samples, parse_samples
 from tests.support.wait import wait_until
 
+# Ports for the servers the tests start come from below the kernel's ephemeral range
+# (32768-60999 by default), so no outgoing connection can take one between the moment it is
+# chosen and the moment its server binds it. Test runs that share the machine (scripts/
+# test-pythons runs three side by side) each get their own slice: TEST_PORT_SLICE="k/n".
+PORT_RANGE = (20000, 32000)
+_ports: Iterator[int] | None = None
+
+
+def _port_candidates() -> Iterator[int]:
+    index, _, count = os.environ.get("TEST_PORT_SLICE", "0/1").partition("/")
+    low, high = PORT_RANGE
+    size = (high - low) // int(count)
+    first = low + int(index) * size
+    start = os.getpid() % size  # two unsliced runs at once most likely start far apart
+    return itertools.cycle([first + (start + i) % size for i in range(size)])
+
 
 def free_port() -> int:
-    """A currently free TCP port on 127.0.0.1."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A free TCP port on 127.0.0.1, outside the ephemeral range, never the same one twice
+    in a row (each call takes the next free port of this run's slice)."""
+    global _ports
+    if _ports is None:
+        _ports = _port_candidates()
+    for port in itertools.islice(_ports, PORT_RANGE[1] - PORT_RANGE[0]):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use (or in TIME_WAIT): the next one
+            return port
+    raise AssertionError(f"no free port in this run's slice of {PORT_RANGE}")
 
 
 def log_tail(path: Path, lines: int = 40) -> str:
