@@ -26,7 +26,7 @@ from pathlib import Path
 
 from tests.support.certs import generate_certs
 from tests.support.env import clean_env
-from tests.support.process import free_port, log_tail
+from tests.support.process import dies_with_the_suite, free_port, log_tail
 from tests.support.wait import wait_until
 
 # Whichever engine is installed: Debian's docker.io (/usr/sbin) or Docker CE (/usr/bin).
@@ -414,7 +414,7 @@ class Engine:
             log.write(f"\n===== start {time.strftime('%H:%M:%S')} =====\n".encode())
             log.flush()
             self._proc = subprocess.Popen(
-                self.daemon_args(),
+                dies_with_the_suite(self.daemon_args()),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

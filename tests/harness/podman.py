@@ -53,7 +53,7 @@ from tests.harness.scenario import (
     write_context,
 )
 from tests.support.env import clean_env
-from tests.support.process import log_tail
+from tests.support.process import dies_with_the_suite, log_tail
 from tests.support.wait import wait_until
 
 PODMAN = "/usr/bin/podman"
@@ -165,7 +165,9 @@ class Podman:
             self.unix_socket.unlink()
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(
-                [*self.global_args(), "system", "service", "--time=0", self.unix_url],
+                dies_with_the_suite(
+                    [*self.global_args(), "system", "service", "--time=0", self.unix_url]
+                ),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -49,6 +49,15 @@ def free_port() -> int:
     raise AssertionError(f"no free port in this run's slice of {PORT_RANGE}")
 
 
+def dies_with_the_suite(argv: Sequence[str]) -> list[str]:
+    """``argv`` run through util-linux's ``setpriv --pdeathsig TERM`` where it exists: the
+    child gets SIGTERM when the test process dies without its teardown (killed by a CI
+    timeout, say), instead of living on. ``setpriv`` execs ``argv``, so the pid is the
+    child's own. Call it from the main thread: the signal follows the creating thread."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM", "--", *argv] if setpriv else list(argv)
+
+
 def log_tail(path: Path, lines: int = 40) -> str:
     try:
         text = path.read_text(errors="replace")

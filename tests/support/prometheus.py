@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.env import clean_env, need
-from tests.support.process import ManagedProcess, free_port
+from tests.support.process import ManagedProcess, dies_with_the_suite, free_port
 
 PROMETHEUS_PATHS = ("/usr/bin/prometheus",)
 PROMTOOL_PATHS = ("/usr/bin/promtool",)
@@ -56,7 +56,8 @@ class Prometheus(ManagedProcess):
             f"--storage.tsdb.path={workdir / 'prometheus-data'}",
             f"--web.listen-address=127.0.0.1:{self.port}",
         ]
-        super().__init__(argv, workdir / "prometheus.log", env=clean_env(), cwd=config.parent)
+        log = workdir / "prometheus.log"
+        super().__init__(dies_with_the_suite(argv), log, env=clean_env(), cwd=config.parent)
 
     @property
     def url(self) -> str:
@@ -118,7 +119,9 @@ class NodeExporter(ManagedProcess):
             "--collector.disable-defaults",
             "--collector.filesystem",
         ]
-        super().__init__(argv, workdir / "node-exporter.log", env=clean_env(), cwd=workdir)
+        super().__init__(
+            dies_with_the_suite(argv), workdir / "node-exporter.log", env=clean_env(), cwd=workdir
+        )
 
     @property
     def url(self) -> str:
