@@ -262,6 +262,63 @@ def ping_unix(sock_path: Path, timeout: float = 2.0) -> bool:
 # --------------------------------------------------------------------------- the engine
 
 
+class ApiDaemon:
+    """What dockerd and the Podman service share: a daemon serving the Engine API on a unix
+    socket under ``root``, its output in ``log_path``, started with ``_launch``."""
+
+    root: Path
+    unix_socket: Path
+    _proc: subprocess.Popen[bytes] | None
+
+    @property
+    def log_path(self) -> Path:
+        raise NotImplementedError
+
+    def stop(self, timeout: float = 0.0) -> None:
+        raise NotImplementedError
+
+    @property
+    def unix_url(self) -> str:
+        return f"unix://{self.unix_socket}"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        return log_tail(self.log_path, lines)
+
+    def _launch(self, argv: Sequence[str], env: Mapping[str, str], timeout: float) -> None:
+        """Start ``argv`` (dying with the test process) and wait until ``/_ping`` answers on
+        the socket; a daemon that does not answer in ``timeout`` is stopped and reported."""
+        with contextlib.suppress(FileNotFoundError):
+            self.unix_socket.unlink()
+        with open(self.log_path, "ab") as log:
+            log.write(f"\n===== start {time.strftime('%H:%M:%S')} =====\n".encode())
+            log.flush()
+            self._proc = subprocess.Popen(
+                dies_with_the_suite(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=dict(env),
+                cwd=self.root,
+                start_new_session=True,
+            )
+        proc = self._proc
+        try:
+            wait_until(
+                lambda: ping_unix(self.unix_socket),
+                timeout,
+                what=f"{Path(argv[0]).name} answering /_ping on {self.unix_socket}",
+                alive=lambda: proc.poll() is None,
+                diagnostics=lambda: f"exit status {proc.poll()}; log tail:\n{self.log_tail()}",
+            )
+        except AssertionError:
+            self.stop()
+            raise
+
+
 @dataclass(frozen=True)
 class EngineBuild:
     """Which dockerd to run: its version (the test id), its binary, and the directories put
@@ -281,7 +338,7 @@ SYSTEM_DOCKER = EngineBuild("20.10", Path(DOCKERD))  # Debian 12's docker.io
 
 
 @dataclass
-class Engine:
+class Engine(ApiDaemon):
     root: Path
     unix_socket: Path
     tcp_port: int
@@ -292,10 +349,6 @@ class Engine:
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     # ---- layout
-    @property
-    def unix_url(self) -> str:
-        return f"unix://{self.unix_socket}"
-
     @property
     def tcp_url(self) -> str:
         return f"tcp://127.0.0.1:{self.tcp_port}"
@@ -339,9 +392,6 @@ class Engine:
             "-H",
             self.tcp_url,
         ]
-
-    def log_tail(self, lines: int = 40) -> str:
-        return log_tail(self.log_path, lines)
 
     # ---- CLI
     def cli_env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -399,41 +449,12 @@ class Engine:
             "--tlskey", str(self.certs / "server-key.pem"),
         ]  # fmt: skip
 
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
     def start(self, timeout: float = START_TIMEOUT) -> None:
         """Start (or restart after ``stop()``) dockerd; wait until ``/_ping`` answers."""
         if self.running:
             return
         self.cli_config.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            self.unix_socket.unlink()
-        with open(self.log_path, "ab") as log:
-            log.write(f"\n===== start {time.strftime('%H:%M:%S')} =====\n".encode())
-            log.flush()
-            self._proc = subprocess.Popen(
-                dies_with_the_suite(self.daemon_args()),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=self.build.daemon_env(self.daemon_env),
-                cwd=self.root,
-                start_new_session=True,
-            )
-        proc = self._proc
-        try:
-            wait_until(
-                lambda: ping_unix(self.unix_socket),
-                timeout,
-                what=f"dockerd answering /_ping on {self.unix_socket}",
-                alive=lambda: proc.poll() is None,
-                diagnostics=lambda: f"exit status {proc.poll()}; log tail:\n{self.log_tail()}",
-            )
-        except AssertionError:
-            self.stop()
-            raise
+        self._launch(self.daemon_args(), self.build.daemon_env(self.daemon_env), timeout)
 
     def _daemon_pid(self) -> int | None:
         if self._proc is not None and self._proc.poll() is None:

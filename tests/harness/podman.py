@@ -26,8 +26,8 @@ from pathlib import Path
 from tests.harness.dockerd import (
     START_TIMEOUT,
     STOP_TIMEOUT,
+    ApiDaemon,
     kill_cgroup_members,
-    ping_unix,
     remove_root,
     run,
 )
@@ -53,8 +53,6 @@ from tests.harness.scenario import (
     write_context,
 )
 from tests.support.env import clean_env
-from tests.support.process import dies_with_the_suite, log_tail
-from tests.support.wait import wait_until
 
 PODMAN = "/usr/bin/podman"
 ULIMITS = ("--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024")
@@ -84,21 +82,14 @@ runroot = "{root}/run"
 
 
 @dataclass
-class Podman:
+class Podman(ApiDaemon):
     root: Path
     unix_socket: Path
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
-    def unix_url(self) -> str:
-        return f"unix://{self.unix_socket}"
-
-    @property
     def log_path(self) -> Path:
         return self.root / "podman.log"
-
-    def log_tail(self, lines: int = 40) -> str:
-        return log_tail(self.log_path, lines)
 
     def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         env = clean_env(
@@ -152,41 +143,13 @@ class Podman:
         data: list[dict[str, object]] = json.loads(self.cli("inspect", *refs).stdout)
         return data
 
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
     def start(self, timeout: float = START_TIMEOUT) -> None:
         if self.running:
             return
         for sub in ("tmp", "xdg", "net", "volumes"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            self.unix_socket.unlink()
-        with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(
-                dies_with_the_suite(
-                    [*self.global_args(), "system", "service", "--time=0", self.unix_url]
-                ),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=self.env(),
-                cwd=self.root,
-                start_new_session=True,
-            )
-        proc = self._proc
-        try:
-            wait_until(
-                lambda: ping_unix(self.unix_socket),
-                timeout,
-                what="podman service answering /_ping",
-                alive=lambda: proc.poll() is None,
-                diagnostics=lambda: f"exit status {proc.poll()}; log:\n{self.log_tail()}",
-            )
-        except AssertionError:
-            self.stop()
-            raise
+        argv = [*self.global_args(), "system", "service", "--time=0", self.unix_url]
+        self._launch(argv, self.env(), timeout)
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """Stop the API service (containers keep running: they belong to conmon)."""
