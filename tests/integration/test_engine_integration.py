@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 from collections import Counter
+from pathlib import Path
 
 import docker
 import pytest
@@ -36,6 +37,18 @@ def exporter_env(**extra: str) -> dict[str, str]:
     """A clean environment with the proxy CA variables set, as on this machine and many
     users': they must not replace the engine's CA."""
     return clean_env({**PROXY_CA, **extra})
+
+
+def tcp_flags(engine: Engine, *, client: Path | None, ca: bool = True) -> list[str]:
+    """Flags for the engine's TLS port: the engine's CA (unless ``ca`` is false) and the
+    client certificate and key in the directory ``client`` (none when ``None``)."""
+    flags = ["--docker.host", engine.tcp_url]
+    if ca:
+        flags += ["--docker.tls-ca", str(engine.certs / "ca.pem")]
+    if client is not None:
+        flags += ["--docker.tls-cert", str(client / "cert.pem")]
+        flags += ["--docker.tls-key", str(client / "key.pem")]
+    return flags
 
 
 def cli_lines(engine: Engine, *args: str) -> list[str]:
@@ -115,31 +128,13 @@ def test_mutual_tls_from_environment_with_proxy_ca_variables_set(engine, scenari
 
 
 def test_mutual_tls_by_flags(engine, scenario, run_exporter):
-    c = engine.certs
-    exp = run_exporter(
-        "--docker.host",
-        engine.tcp_url,
-        "--docker.tls-ca",
-        str(c / "ca.pem"),
-        "--docker.tls-cert",
-        str(c / "cert.pem"),
-        "--docker.tls-key",
-        str(c / "key.pem"),
-        *FAST,
-        env=exporter_env(),
-    )
+    exp = run_exporter(*tcp_flags(engine, client=engine.certs), *FAST, env=exporter_env())
     exp.wait_for(lambda s: value(s, "docker_up") == 1.0)
 
 
 def test_client_cert_without_verification_warns(engine, scenario, run_exporter):
-    c = engine.certs
     exp = run_exporter(
-        "--docker.host",
-        engine.tcp_url,
-        "--docker.tls-cert",
-        str(c / "cert.pem"),
-        "--docker.tls-key",
-        str(c / "key.pem"),
+        *tcp_flags(engine, client=engine.certs, ca=False),
         "--no-docker.tls-verify",
         *FAST,
         env=exporter_env(),
@@ -163,14 +158,7 @@ def failing_log(exp, needle: str) -> str:
 
 
 def test_no_client_certificate_fails_clearly(engine, scenario, run_exporter):
-    exp = run_exporter(
-        "--docker.host",
-        engine.tcp_url,
-        "--docker.tls-ca",
-        str(engine.certs / "ca.pem"),
-        *FAST,
-        env=exporter_env(),
-    )
+    exp = run_exporter(*tcp_flags(engine, client=None), *FAST, env=exporter_env())
     s = exp.samples()
     assert value(s, "docker_up") == 0.0
     failing_log(
@@ -181,11 +169,7 @@ def test_no_client_certificate_fails_clearly(engine, scenario, run_exporter):
 
 
 def test_client_certificate_from_another_ca_fails_clearly(engine, scenario, run_exporter):
-    w = engine.wrong_ca
-    exp = run_exporter("--docker.host", engine.tcp_url, "--docker.tls-ca",
-                       str(engine.certs / "ca.pem"), "--docker.tls-cert", str(w / "cert.pem"),
-                       "--docker.tls-key", str(w / "key.pem"), *FAST,
-                       env=exporter_env())  # fmt: skip
+    exp = run_exporter(*tcp_flags(engine, client=engine.wrong_ca), *FAST, env=exporter_env())
     assert value(exp.samples(), "docker_up") == 0.0
     failing_log(
         exp,
