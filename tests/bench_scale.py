@@ -49,6 +49,7 @@ import threading
 import time
 import urllib.request
 from collections import Counter
+from dataclasses import dataclass
 from http.client import HTTPConnection
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -402,20 +403,73 @@ def scrape_side_by_side(
     return scrapes, body
 
 
+class Processes:
+    """The benchmark's child processes: stand-in engines, the exporter, scrapers; stopped
+    (last started first) when the ``with`` block ends."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def __enter__(self) -> Processes:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for proc in reversed(self.procs):
+            proc.terminate()
+            proc.wait(10)
+
+    def engines(
+        self, port_file: Path, n_targets: int, n_images: int, n_containers: int
+    ) -> list[int]:
+        """Start ``n_targets`` stand-in engines; their ports."""
+        self.procs.append(
+            subprocess.Popen(
+                _role("engines", str(n_targets), str(n_images), str(n_containers), str(port_file))
+            )
+        )
+        ports: list[int] = json.loads(
+            _wait(lambda: port_file.exists() and port_file.read_text(), "engines")
+        )
+        return ports
+
+    def exporter(self, log_path: Path, *flags: str) -> Exporter:
+        port = free_port()
+        log = open(log_path, "w")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [*exporter_command(), f"--web.listen-address=127.0.0.1:{port}", *flags],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        self.procs.append(proc)
+        return Exporter(proc, port, log_path)
+
+
+@dataclass
+class Exporter:
+    proc: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+
+    def check_alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"the exporter exited: {self.log_path.read_text()}")
+
+    def figures(self, body: bytes) -> dict[str, Any]:
+        """Memory and threads from /proc now, and the size of one scrape's body."""
+        status = _status(self.proc.pid)
+        return {
+            "peak_rss_mb": status["VmHWM"] / 1024,
+            "rss_mb": status["VmRSS"] / 1024,
+            "threads": status["Threads"],
+            "body_bytes": len(body),
+        }
+
+
 def bench_size(
     n_images: int, n_containers: int, args: argparse.Namespace, tmp: Path
 ) -> dict[str, Any]:
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
+    with Processes() as procs:
         port_file = tmp / f"engine-{n_images}-{n_containers}"
-        procs.append(
-            subprocess.Popen(
-                _role("engines", "1", str(n_images), str(n_containers), str(port_file))
-            )
-        )
-        (engine_port,) = json.loads(
-            _wait(lambda: port_file.exists() and port_file.read_text(), "engine")
-        )
+        (engine_port,) = procs.engines(port_file, 1, n_images, n_containers)
         engine = f"tcp://127.0.0.1:{engine_port}"
         counts_url = f"http://127.0.0.1:{engine_port}/_bench/requests"
 
@@ -429,36 +483,27 @@ def bench_size(
             ).stdout
             collection.update(json.loads(out))
 
-        port = free_port()
-        log = open(tmp / "exporter.log", "w")  # noqa: SIM115
-        exporter = subprocess.Popen(
-            [*exporter_command(), f"--web.listen-address=127.0.0.1:{port}",
-             "--docker.host", engine, "--collect.interval", f"{args.interval}s",
-             "--collect.timeout", f"{args.interval / 2:g}s",
-             "--collect.disk-usage-interval", "0"],
-            stdout=log, stderr=subprocess.STDOUT,
+        exporter = procs.exporter(
+            tmp / "exporter.log",
+            "--docker.host", engine, "--collect.interval", f"{args.interval}s",
+            "--collect.timeout", f"{args.interval / 2:g}s",
+            "--collect.disk-usage-interval", "0",
         )  # fmt: skip
-        procs.append(exporter)
-        url = f"http://127.0.0.1:{port}/metrics"
+        url = f"http://127.0.0.1:{exporter.port}/metrics"
 
         def up() -> bool:
+            exporter.check_alive()
             body, got = _get(url, ACCEPT[args.accept])
             if got.get("Content-Encoding") == "gzip":
                 body = gzip.decompress(body)
             return b"\ndocker_up 1.0\n" in body
 
-        def exporter_up() -> bool:
-            if exporter.poll() is not None:
-                raise RuntimeError(f"the exporter exited: {(tmp / 'exporter.log').read_text()}")
-            return up()
-
-        _wait(exporter_up, "exporter up", 300)
+        _wait(up, "exporter up", 300)
         counts_before = json.loads(_get(counts_url, {})[0])
-        scrapes, body = scrape_side_by_side(port, "/metrics", args, tmp, procs)
+        scrapes, body = scrape_side_by_side(exporter.port, "/metrics", args, tmp, procs.procs)
         counts = Counter(json.loads(_get(counts_url, {})[0]))
         counts.subtract(counts_before)
         collections = counts["/containers/json"]
-        status = _status(exporter.pid)
         return {
             "images": n_images,
             "containers": n_containers,
@@ -467,15 +512,8 @@ def bench_size(
             "exporter_collections": collections,
             "exporter_requests": {path: n for path, n in counts.items() if n},
             "exporter_requests_per_collection": sum(counts.values()) / max(collections, 1),
-            "peak_rss_mb": status["VmHWM"] / 1024,
-            "rss_mb": status["VmRSS"] / 1024,
-            "threads": status["Threads"],
-            "body_bytes": len(body),
+            **exporter.figures(body),
         }
-    finally:
-        for proc in reversed(procs):
-            proc.terminate()
-            proc.wait(10)
 
 
 def bench_fleet(
@@ -484,15 +522,8 @@ def bench_fleet(
     """One exporter, ``n_targets`` stand-in engines of 50 images and ``n_containers`` each."""
     import yaml
 
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        port_file = tmp / "fleet-engines"
-        procs.append(
-            subprocess.Popen(
-                _role("engines", str(n_targets), "50", str(n_containers), str(port_file))
-            )
-        )
-        ports = json.loads(_wait(lambda: port_file.exists() and port_file.read_text(), "engines"))
+    with Processes() as procs:
+        ports = procs.engines(tmp / "fleet-engines", n_targets, 50, n_containers)
         names = [f"host-{i:03d}" for i in range(n_targets)]
         config = tmp / "fleet.yml"
         interval = args.fleet_interval
@@ -505,19 +536,13 @@ def bench_fleet(
                             for n, p in zip(names, ports)],
             })
         )  # fmt: skip
-        port = free_port()
-        log = open(tmp / "fleet.log", "w")  # noqa: SIM115
-        exporter = subprocess.Popen(
-            [*exporter_command(), f"--web.listen-address=127.0.0.1:{port}",
-             "--config.file", str(config), "--collect.workers", "16"],
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        procs.append(exporter)
+        exporter = procs.exporter(
+            tmp / "fleet.log", "--config.file", str(config), "--collect.workers", "16"
+        )
 
         def all_up() -> bool:
-            if exporter.poll() is not None:
-                raise RuntimeError(f"the exporter exited: {(tmp / 'fleet.log').read_text()}")
-            own = _get(f"http://127.0.0.1:{port}/metrics", {})[0].decode()
+            exporter.check_alive()
+            own = _get(f"http://127.0.0.1:{exporter.port}/metrics", {})[0].decode()
             up = [ln for ln in own.splitlines() if ln.startswith("docker_exporter_target_up{")]
             return len(up) == n_targets and all(ln.endswith(" 1.0") for ln in up)
 
@@ -530,7 +555,8 @@ def bench_fleet(
             ]
 
         before, started = counts(), time.monotonic()
-        scrapes, body = scrape_side_by_side(port, f"/metrics?target={names[0]}", args, tmp, procs)
+        path = f"/metrics?target={names[0]}"
+        scrapes, body = scrape_side_by_side(exporter.port, path, args, tmp, procs.procs)
         window = time.monotonic() - started
         per_target = []
         for after, was in zip(counts(), before):
@@ -538,7 +564,6 @@ def bench_fleet(
             per_target.append(after)
         collections = [c["/containers/json"] for c in per_target]
         requests = sum(sum(c.values()) for c in per_target)
-        status = _status(exporter.pid)
         return {
             "targets": n_targets,
             "containers": n_containers,
@@ -548,15 +573,8 @@ def bench_fleet(
             "collections_per_target_max": max(collections),
             "requests_per_target_collection": requests / max(sum(collections), 1),
             "scrapes": scrapes,
-            "peak_rss_mb": status["VmHWM"] / 1024,
-            "rss_mb": status["VmRSS"] / 1024,
-            "threads": status["Threads"],
-            "body_bytes": len(body),
+            **exporter.figures(body),
         }
-    finally:
-        for proc in reversed(procs):
-            proc.terminate()
-            proc.wait(10)
 
 
 def machine() -> str:
