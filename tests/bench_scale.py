@@ -8,7 +8,8 @@ Options: ``--sizes 1000x1000,5000x10000,10000x50000`` (images x containers),
 ``--scrapers 1,4,16``, ``--seconds 10`` per measurement, ``--interval 3`` (collection
 interval, short so that every measurement overlaps several collections), ``--accept
 openmetrics-gzip`` (what Prometheus asks for) or ``text`` (what curl gets), ``--fleet
-100x500`` (targets x containers, 0 skips it), ``--fleet-interval 15``, ``--json``.
+100x500`` (targets x containers, 0 skips it), ``--fleet-interval 15``, ``--fleet-hanging
+10``, ``--json``.
 
 For each size, in one run:
 
@@ -24,9 +25,10 @@ For each size, in one run:
 - the exporter's **peak RSS** (VmHWM) and its **engine requests per collection**.
 
 Then **the fleet case**: one exporter with ``--config.file`` and 100 stand-in engines of 50
-images and 500 containers each: the same scrapes of one target's ``/metrics?target=`` beside
-a static server of its bytes, collections per target in that time, requests per target and
-collection, peak RSS and threads.
+images and 500 containers each, 10 of which (``--fleet-hanging``) accept connections and
+never answer: the same scrapes of one live target's ``/metrics?target=`` beside a static
+server of its bytes, collections per live target in that time, the age of the oldest last
+success among them, requests per target and collection, peak RSS and threads.
 
 The stand-in engine serves answers shaped like a real engine's (compose labels, networks,
 mounts): about 420 bytes per image and 1.3 KB per container.
@@ -136,8 +138,9 @@ def answers(n_images: int, n_containers: int, seed: int = 0) -> dict[str, bytes]
     }
 
 
-def engine_server(bodies: dict[str, bytes]) -> ThreadingHTTPServer:
-    """A stand-in engine: static bytes per path (after any /vX.Y prefix), requests counted."""
+def engine_server(bodies: dict[str, bytes], hang: bool = False) -> ThreadingHTTPServer:
+    """A stand-in engine: static bytes per path (after any /vX.Y prefix), requests counted.
+    A hanging one accepts connections and never answers (but ``/_bench/requests``)."""
     counts: Counter[str] = Counter()
     lock = threading.Lock()
 
@@ -157,6 +160,8 @@ def engine_server(bodies: dict[str, bytes]) -> ThreadingHTTPServer:
             else:
                 with lock:
                     counts[path] += 1
+                if hang:
+                    threading.Event().wait()
                 body = bodies.get(path, b'{"message":"page not found"}')
             self.send_response(200 if path in bodies or path.startswith("/_bench") else 404)
             self.send_header("Content-Type", "application/json")
@@ -170,9 +175,15 @@ def engine_server(bodies: dict[str, bytes]) -> ThreadingHTTPServer:
     return server
 
 
-def serve_engines(count: int, n_images: int, n_containers: int, port_file: str) -> None:
-    """``count`` stand-in engines in this process; their ports go to ``port_file`` (JSON)."""
-    servers = [engine_server(answers(n_images, n_containers, seed=i)) for i in range(count)]
+def serve_engines(
+    count: int, n_images: int, n_containers: int, port_file: str, hanging: int = 0
+) -> None:
+    """``count`` stand-in engines in this process, the first ``hanging`` of them hanging;
+    their ports go to ``port_file`` (JSON)."""
+    servers = [
+        engine_server(answers(n_images, n_containers, seed=i), hang=i < hanging)
+        for i in range(count)
+    ]
     Path(port_file).write_text(json.dumps([s.server_address[1] for s in servers]))
     threading.Event().wait()
 
@@ -419,13 +430,13 @@ class Processes:
             proc.wait(10)
 
     def engines(
-        self, port_file: Path, n_targets: int, n_images: int, n_containers: int
+        self, port_file: Path, n_targets: int, n_images: int, n_containers: int, hanging: int = 0
     ) -> list[int]:
-        """Start ``n_targets`` stand-in engines; their ports."""
+        """Start ``n_targets`` stand-in engines, the first ``hanging`` of them hanging; their
+        ports."""
+        counts = (n_targets, n_images, n_containers)
         self.procs.append(
-            subprocess.Popen(
-                _role("engines", str(n_targets), str(n_images), str(n_containers), str(port_file))
-            )
+            subprocess.Popen(_role("engines", *map(str, counts), str(port_file), str(hanging)))
         )
         ports: list[int] = json.loads(
             _wait(lambda: port_file.exists() and port_file.read_text(), "engines")
@@ -519,12 +530,15 @@ def bench_size(
 def bench_fleet(
     n_targets: int, n_containers: int, args: argparse.Namespace, tmp: Path
 ) -> dict[str, Any]:
-    """One exporter, ``n_targets`` stand-in engines of 50 images and ``n_containers`` each."""
+    """One exporter, ``n_targets`` stand-in engines of 50 images and ``n_containers`` each,
+    ``args.fleet_hanging`` of which accept connections and never answer."""
     import yaml
 
+    hanging = args.fleet_hanging
     with Processes() as procs:
-        ports = procs.engines(tmp / "fleet-engines", n_targets, 50, n_containers)
+        ports = procs.engines(tmp / "fleet-engines", n_targets, 50, n_containers, hanging)
         names = [f"host-{i:03d}" for i in range(n_targets)]
+        live_ports, live_names = ports[hanging:], names[hanging:]
         config = tmp / "fleet.yml"
         interval = args.fleet_interval
         config.write_text(
@@ -540,22 +554,31 @@ def bench_fleet(
             tmp / "fleet.log", "--config.file", str(config), "--collect.workers", "16"
         )
 
+        def own_series(name: str) -> dict[str, float]:
+            """One of the exporter's own per-target series: target name -> value."""
+            own = _get(f"http://127.0.0.1:{exporter.port}/metrics", {})[0].decode()
+            found = {}
+            for line in own.splitlines():
+                if line.startswith(name + "{"):
+                    target = line.split('target="', 1)[1].split('"', 1)[0]
+                    found[target] = float(line.rsplit(" ", 1)[1])
+            return found
+
         def all_up() -> bool:
             exporter.check_alive()
-            own = _get(f"http://127.0.0.1:{exporter.port}/metrics", {})[0].decode()
-            up = [ln for ln in own.splitlines() if ln.startswith("docker_exporter_target_up{")]
-            return len(up) == n_targets and all(ln.endswith(" 1.0") for ln in up)
+            up = own_series("docker_exporter_target_up")
+            return len(up) == n_targets and sorted(t for t, v in up.items() if v) == live_names
 
-        _wait(all_up, "every target up", 300)
+        _wait(all_up, "every live target up", 300)
 
         def counts() -> list[Counter[str]]:
             return [
                 Counter(json.loads(_get(f"http://127.0.0.1:{p}/_bench/requests", {})[0]))
-                for p in ports
+                for p in live_ports
             ]
 
         before, started = counts(), time.monotonic()
-        path = f"/metrics?target={names[0]}"
+        path = f"/metrics?target={live_names[0]}"
         scrapes, body = scrape_side_by_side(exporter.port, path, args, tmp, procs.procs)
         window = time.monotonic() - started
         per_target = []
@@ -564,14 +587,18 @@ def bench_fleet(
             per_target.append(after)
         collections = [c["/containers/json"] for c in per_target]
         requests = sum(sum(c.values()) for c in per_target)
+        now = time.time()
+        last = own_series("docker_exporter_target_last_success_timestamp_seconds")
         return {
             "targets": n_targets,
+            "hanging": hanging,
             "containers": n_containers,
             "interval_s": interval,
             "window_s": window,
             "collections_per_target_min": min(collections),
             "collections_per_target_max": max(collections),
             "requests_per_target_collection": requests / max(sum(collections), 1),
+            "oldest_last_success_s": max(now - last[t] for t in live_names),
             "scrapes": scrapes,
             **exporter.figures(body),
         }
@@ -633,8 +660,9 @@ def report(
         f = fleet
         lines += [
             "",
-            f"Fleet: {f['targets']} targets of 50 images and {f['containers']} containers, "
-            f"collected every {f['interval_s']:g} s by 16 workers; scrapes of one target's "
+            f"Fleet: {f['targets']} targets of 50 images and {f['containers']} containers "
+            f"({f['hanging']} of them hanging), collected every {f['interval_s']:g} s by 16 "
+            "workers; scrapes of one live target's "
             f"/metrics?target= ({f['body_bytes'] / 1e3:.0f} kB).",
             "",
             "| scrapers | exporter p50 / p99 / max ms | static p50 / p99 / max ms | p99 ratio |",
@@ -648,8 +676,10 @@ def report(
             )
         lines += [
             "",
-            f"Collections per target in {f['window_s']:.0f} s: {f['collections_per_target_min']}"
-            f" to {f['collections_per_target_max']}; engine requests per target and collection:"
+            f"Collections per live target in {f['window_s']:.0f} s: "
+            f"{f['collections_per_target_min']} to {f['collections_per_target_max']}; oldest "
+            f"last success of a live target at the end: {f['oldest_last_success_s']:.1f} s; "
+            "engine requests per target and collection:"
             f" {f['requests_per_target_collection']:.1f}; peak RSS {f['peak_rss_mb']:.0f} MB;"
             f" threads {f['threads']}.",
         ]
@@ -667,12 +697,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--accept", choices=sorted(ACCEPT), default="openmetrics-gzip")
     p.add_argument("--fleet", default="100x500", help="targets x containers; 0 skips it")
     p.add_argument("--fleet-interval", type=float, default=15.0)
+    p.add_argument("--fleet-hanging", type=int, default=10, help="fleet engines that never answer")
     p.add_argument("--json", action="store_true", help="print the raw figures as JSON too")
     args = p.parse_args(argv)
     if args.role:
         role, *rest = args.role
         if role == "engines":
-            serve_engines(int(rest[0]), int(rest[1]), int(rest[2]), rest[3])
+            serve_engines(int(rest[0]), int(rest[1]), int(rest[2]), rest[3], int(rest[4]))
         elif role == "static":
             serve_static(rest[0], rest[1], rest[2], int(rest[3]))
         elif role == "scrape":

@@ -12,8 +12,8 @@ from tests.support.paths import REPO
 def test_benchmark_runs_at_small_size():
     result = subprocess.run(
         [sys.executable, "-m", "tests.bench_scale", "--sizes", "30x50", "--scrapers", "1,2",
-         "--seconds", "1", "--interval", "1", "--repeats", "1", "--fleet", "3x20",
-         "--fleet-interval", "1", "--json"],
+         "--seconds", "1", "--interval", "1", "--repeats", "1", "--fleet", "4x20",
+         "--fleet-interval", "1", "--fleet-hanging", "1", "--json"],
         cwd=REPO, capture_output=True, timeout=180, text=True,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -32,7 +32,8 @@ def test_benchmark_runs_at_small_size():
         assert all(s["n"] > 0 for s in size["scrapes"][server].values())
     assert "| 30 / 50 | 2 |" in table
     fleet = figures["fleet"]
-    assert fleet["targets"] == 3
-    assert fleet["collections_per_target_min"] >= 1
+    assert (fleet["targets"], fleet["hanging"]) == (4, 1)
+    assert fleet["collections_per_target_min"] >= 1  # every live target, despite the hang
+    assert fleet["oldest_last_success_s"] < 4  # a few intervals of 1 s at most
     assert fleet["requests_per_target_collection"] < 2.5  # two lists, /version only on connect
     assert all(s["n"] > 0 for s in fleet["scrapes"]["exporter"].values())
