@@ -17,8 +17,7 @@ import time
 import urllib.request
 
 from tests.support.attack import non_readers, process_stats, scrape_latencies, slow_headers, summary
-from tests.support.fake_engine import FakeEngine
-from tests.support.paths import load
+from tests.support.fake_engine import bulk_engine
 from tests.support.process import exporter_command, free_port
 
 BODY = "b'# HELP x\\n' + b'x{a=\"' + b'y' * 6_000_000 + b'\"} 1\\n'"
@@ -50,22 +49,6 @@ wsgi.Server(("127.0.0.1", PORT), app, numthreads=10, timeout=10,
 }
 
 
-def big_engine() -> FakeEngine:
-    """A stand-in engine whose inventory renders to a /metrics of about 6 MB."""
-    base_i, base_c = (
-        load("synthetic/images-1.52.json")[0],
-        load("synthetic/containers-1.52.json")[0],
-    )
-    images = [dict(base_i, Id=f"sha256:{i:064x}", RepoTags=[f"app{i}:v1"]) for i in range(2000)]
-    containers = [
-        dict(base_c, Id=f"{i:064x}", Names=[f"/c{i}"], Image=f"app{i % 2000}:v1",
-             ImageID=f"sha256:{i % 2000:064x}")
-        for i in range(10000)
-    ]  # fmt: skip
-    return FakeEngine({"/version": load("synthetic/version-1.52.json"), "/images/json": images,
-                       "/containers/json": containers})  # fmt: skip
-
-
 def start(name: str, port: int, engine: str) -> subprocess.Popen[bytes]:
     if name == "exporter":
         argv = [*exporter_command(), f"--web.listen-address=127.0.0.1:{port}",
@@ -77,7 +60,7 @@ def start(name: str, port: int, engine: str) -> subprocess.Popen[bytes]:
 
 
 def main(names: list[str]) -> None:
-    engine = big_engine()
+    engine = bulk_engine(2000, 10000)  # a /metrics of about 6 MB
     for name in names:
         port = free_port()
         proc = start(name, port, engine.url)

@@ -113,3 +113,24 @@ SYNTHETIC_ANSWERS = {
 def synthetic_engine() -> FakeEngine:
     """A stand-in engine answering with the synthetic API 1.52 fixtures."""
     return FakeEngine({path: load(name) for path, name in SYNTHETIC_ANSWERS.items()})
+
+
+def bulk_engine(n_images: int, n_containers: int) -> FakeEngine:
+    """A stand-in engine with ``n_images`` distinct tagged images and ``n_containers``
+    containers spread over them, all shaped like the synthetic fixtures' first ones: a big
+    /metrics for load and attack tests."""
+    base_i = load("synthetic/images-1.52.json")[0]
+    base_c = load("synthetic/containers-1.52.json")[0]
+    images = [dict(base_i, Id=f"sha256:{i:064x}", RepoTags=[f"app{i}:v1"]) for i in range(n_images)]
+    containers = [
+        dict(base_c, Id=f"{i:064x}", Names=[f"/c{i}"], Image=f"app{i % n_images}:v1",
+             ImageID=f"sha256:{i % n_images:064x}")
+        for i in range(n_containers)
+    ]  # fmt: skip
+    return FakeEngine(
+        {
+            "/version": load("synthetic/version-1.52.json"),
+            "/images/json": images,
+            "/containers/json": containers,
+        }
+    )

@@ -18,8 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.attack import non_readers, process_stats, scrape_latencies, slow_headers, summary
-from tests.support.fake_engine import FakeEngine
-from tests.support.paths import load
+from tests.support.fake_engine import FakeEngine, bulk_engine
 from tests.support.process import ExporterProcess, ManagedProcess, exporter_command, free_port
 from tests.support.wait import wait_until
 
@@ -28,23 +27,7 @@ N_CONTAINERS = 3000  # a /metrics of about 1.5 MB: more than a socket buffer hol
 
 @pytest.fixture(scope="module")
 def engine() -> Iterator[FakeEngine]:
-    base_i, base_c = (
-        load("synthetic/images-1.52.json")[0],
-        load("synthetic/containers-1.52.json")[0],
-    )
-    images = [dict(base_i, Id=f"sha256:{i:064x}", RepoTags=[f"app{i}:v1"]) for i in range(300)]
-    containers = [
-        dict(base_c, Id=f"{i:064x}", Names=[f"/c{i}"], Image=f"app{i % 300}:v1",
-             ImageID=f"sha256:{i % 300:064x}")
-        for i in range(N_CONTAINERS)
-    ]  # fmt: skip
-    fake = FakeEngine(
-        {
-            "/version": load("synthetic/version-1.52.json"),
-            "/images/json": images,
-            "/containers/json": containers,
-        }
-    )
+    fake = bulk_engine(300, N_CONTAINERS)
     yield fake
     fake.close()
 

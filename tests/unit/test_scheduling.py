@@ -19,15 +19,15 @@ def fake():
     engine.close()
 
 
+FAST = ("--collect.interval", "1s", "--collect.timeout", "500ms")
+
+
 def test_hanging_df_never_delays_inventory_or_scrapes(fake, run_exporter):
     fake.delays["/system/df"] = 30.0  # far beyond the df timeout
     exp = run_exporter(
         "--docker.host",
         fake.url,
-        "--collect.interval",
-        "1s",
-        "--collect.timeout",
-        "500ms",
+        *FAST,
         "--collect.disk-usage-interval",
         "2s",
         "--collect.disk-usage-timeout",
@@ -61,10 +61,7 @@ def test_garbage_and_outage_never_stop_the_exporter(fake, run_exporter):
     exp = run_exporter(
         "--docker.host",
         fake.url,
-        "--collect.interval",
-        "1s",
-        "--collect.timeout",
-        "500ms",
+        *FAST,
         "--collect.disk-usage-interval",
         "0",
     )
