@@ -15,6 +15,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 from tests.support.attack import non_readers, process_stats, scrape_latencies, slow_headers, summary
 from tests.support.fake_engine import bulk_engine
@@ -48,6 +50,13 @@ wsgi.Server(("127.0.0.1", PORT), app, numthreads=10, timeout=10,
 """,
 }
 
+# What each server is put through while it is scraped: the attack, its clients, its name.
+Attack = Callable[[int, int], AbstractContextManager[object]]
+ATTACKS: tuple[tuple[Attack, int, str], ...] = (
+    (slow_headers, 300, "slow-header connections"),
+    (non_readers, 500, "non-reading clients"),
+)
+
 
 def start(name: str, port: int, engine: str) -> subprocess.Popen[bytes]:
     if name == "exporter":
@@ -74,19 +83,15 @@ def main(names: list[str]) -> None:
             time.sleep(0.1)
         idle = process_stats(proc.pid)
         print(f"{name}: idle: {idle.threads} threads, {idle.rss_kib // 1024} MB")
-        with slow_headers(port, 300):
-            time.sleep(3)
-            times = scrape_latencies(url, 10)
-            s = process_stats(proc.pid)
-        print(f"  300 slow-header connections: {s.threads} threads, {s.rss_kib // 1024} MB, "
-              f"{s.open_fds} fds; scrape {summary(times)}")  # fmt: skip
-        time.sleep(1)
-        with non_readers(port, 500):
-            time.sleep(3)
-            times = scrape_latencies(url, 10)
-            s = process_stats(proc.pid)
-        print(f"  500 non-reading clients: {s.threads} threads, {s.rss_kib // 1024} MB, "
-              f"{s.open_fds} fds; scrape {summary(times)}")  # fmt: skip
+        for i, (attack, n, what) in enumerate(ATTACKS):
+            if i:
+                time.sleep(1)  # the previous attack's connections are closed
+            with attack(port, n):
+                time.sleep(3)
+                times = scrape_latencies(url, 10)
+                s = process_stats(proc.pid)
+            print(f"  {n} {what}: {s.threads} threads, {s.rss_kib // 1024} MB, "
+                  f"{s.open_fds} fds; scrape {summary(times)}")  # fmt: skip
         proc.terminate()
         proc.wait()
     engine.close()

@@ -274,7 +274,7 @@ class ApiDaemon:
     def log_path(self) -> Path:
         raise NotImplementedError
 
-    def stop(self, timeout: float = 0.0) -> None:
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         raise NotImplementedError
 
     @property
