@@ -177,9 +177,7 @@ def test_install_announces_before_apt_runs(machine: Machine, tmp_path: Path) -> 
     )
 
 
-def test_nothing_is_installed_when_apt_would_remove_or_upgrade(
-    machine: Machine, tmp_path: Path
-) -> None:
+def test_nothing_is_installed_when_apt_would_remove(machine: Machine, tmp_path: Path) -> None:
     commands, packages = ALL_BUT_ENGINE
     simulation = (
         "Remv docker-ce [5:27.3.1-1~debian.12~bookworm]\n"
@@ -188,14 +186,47 @@ def test_nothing_is_installed_when_apt_would_remove_or_upgrade(
     )
     proc = machine(commands, packages, mode="", simulation=simulation)
     assert proc.returncode == 1
-    assert "apt would also remove or upgrade these installed packages: docker-ce libseccomp2" in (
-        proc.stderr
+    assert (
+        "scripts/test: not installing: apt would remove these installed packages: docker-ce\n"
+        in (proc.stderr)
     )
     calls = (tmp_path / "apt.log").read_text().splitlines()
     assert calls == [
         "apt-get update -qq",
         "apt-get install --simulate --no-install-recommends docker.io",
     ]
+
+
+def test_an_installed_engine_part_is_never_upgraded(machine: Machine, tmp_path: Path) -> None:
+    commands, packages = ALL_BUT_ENGINE
+    simulation = (
+        "Inst runc [1.1.5+ds1-1] (1.1.5+ds1-1+deb12u1 Debian:12)\n"
+        "Inst docker.io (20.10.24 Debian:12)\n"
+    )
+    proc = machine(commands, packages, mode="", simulation=simulation)
+    assert proc.returncode == 1
+    assert "scripts/test: not installing: apt would replace this installed engine part: runc\n" in (
+        proc.stderr
+    )
+    assert len((tmp_path / "apt.log").read_text().splitlines()) == 2  # update and the dry run
+
+
+def test_a_lagging_dependency_is_upgraded_and_said(machine: Machine, tmp_path: Path) -> None:
+    commands, packages = ALL_BUT_ENGINE
+    simulation = (
+        "Inst login [1:4.13+dfsg1-1+deb12u1] (1:4.13+dfsg1-1+deb12u2 Debian:12)\n"
+        "Inst passwd [1:4.13+dfsg1-1+deb12u1] (1:4.13+dfsg1-1+deb12u2 Debian:12)\n"
+        "Inst docker.io (20.10.24 Debian:12)\n"
+    )
+    proc = machine(commands, packages, mode="", simulation=simulation)
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        "scripts/test: upgrading these installed packages, which the new ones depend on: "
+        "login passwd\n"
+    ) in proc.stderr
+    assert (tmp_path / "apt.log").read_text().splitlines()[-1] == (
+        "apt-get install -y -qq --no-remove --no-install-recommends docker.io"
+    )
 
 
 def test_install_uses_no_remove(machine: Machine, tmp_path: Path) -> None:
