@@ -51,7 +51,7 @@ case " $* " in
   *" --simulate "*) cat "$FAKE_APT_SIMULATION" ;;
 esac
 """
-FAKE_ID = '#!/bin/sh\n[ "$1" = -u ] && echo 0\n'
+FAKE_ID = '#!/bin/sh\n[ "$1" = -u ] && echo "${FAKE_UID:-0}"\n'
 FAKE_PYTHON = "#!/bin/sh\nexit 0\n"  # "import ensurepip, venv" works
 
 
@@ -67,6 +67,7 @@ def machine(tmp_path: Path) -> Machine:
         packages: set[str],
         mode: str = "--plan",
         simulation: str = "",
+        uid: int = 0,
     ) -> subprocess.CompletedProcess[str]:
         fakebin = tmp_path / "bin"
         shutil.rmtree(fakebin, ignore_errors=True)
@@ -92,6 +93,7 @@ def machine(tmp_path: Path) -> Machine:
             "FAKE_APT_LOG": str(tmp_path / "apt.log"),
             "FAKE_APT_SIMULATION": str(tmp_path / "simulation"),
             "LANG": "C",
+            "FAKE_UID": str(uid),
         }
         args = [BASH, str(SCRIPT), *([mode] if mode else [])]
         return subprocess.run(args, capture_output=True, text=True, env=env, timeout=30,
@@ -242,4 +244,57 @@ def test_install_uses_no_remove(machine: Machine, tmp_path: Path) -> None:
 def test_nothing_to_do_calls_no_apt(machine: Machine, tmp_path: Path) -> None:
     proc = machine(set(TOOLS), {*OTHER_PACKAGES}, mode="")
     assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "apt.log").read_text() == ""
+
+
+LAGGING = (
+    "Inst login [1:4.13+dfsg1-1+deb12u1] (1:4.13+dfsg1-1+deb12u2 Debian:12 [amd64])\n"
+    "Inst uidmap (1:4.13+dfsg1-1+deb12u2 Debian:12 [amd64])\n"
+    "Conf login (1:4.13+dfsg1-1+deb12u2 Debian:12 [amd64])\n"
+)
+
+
+def test_the_plan_shows_apt_s_dry_run_upgrades_included(machine: Machine, tmp_path: Path) -> None:
+    commands, packages = ALL_BUT_ENGINE
+    proc = machine(commands - {"newuidmap"} | {"dockerd", "docker"}, packages, simulation=LAGGING)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-3:] == [
+        "install uidmap  # no newuidmap on PATH",
+        "apt: upgrade login  # installed 1:4.13+dfsg1-1+deb12u1, apt wants 1:4.13+dfsg1-1+deb12u2",
+        "apt: new uidmap  # 1:4.13+dfsg1-1+deb12u2",
+    ]
+    assert proc.stderr == (
+        "scripts/test: the install will upgrade these installed packages, which the new ones "
+        "depend on: login\n"
+    )
+    # a dry run only: no "apt-get update", no install
+    assert (tmp_path / "apt.log").read_text().splitlines() == [
+        "apt-get install --simulate --no-install-recommends uidmap"
+    ]
+
+
+def test_the_plan_shows_the_refusal_the_install_would_meet(machine: Machine) -> None:
+    commands, packages = ALL_BUT_ENGINE
+    simulation = (
+        "Remv docker-ce [5:27.3.1-1~debian.12~bookworm]\nInst docker.io (20.10.24 Debian:12)\n"
+    )
+    proc = machine(commands, packages, simulation=simulation)
+    assert proc.returncode == 1
+    assert proc.stdout.splitlines()[-2:] == [
+        "apt: remove docker-ce",
+        "apt: new docker.io  # 20.10.24",
+    ]
+    assert proc.stderr.splitlines() == [
+        "scripts/test: not installing: apt would remove these installed packages: docker-ce",
+        "scripts/test: run it yourself if that is what you want: "
+        "apt-get install --no-install-recommends docker.io",
+    ]
+
+
+def test_the_plan_without_root_says_it_cannot_simulate(machine: Machine, tmp_path: Path) -> None:
+    commands, packages = ALL_BUT_ENGINE
+    proc = machine(commands, packages, simulation=LAGGING, uid=1000)
+    assert proc.returncode == 0, proc.stderr
+    assert _installs(proc) == ["docker.io"]
+    assert "cannot ask apt for a dry run without root" in proc.stderr
     assert (tmp_path / "apt.log").read_text() == ""
