@@ -3,7 +3,8 @@
 - ``slow_headers``: connections that send their request headers one byte at a time.
 - ``non_readers``: clients that send a request and never read the answer.
 - ``process_stats``: threads and resident memory of a process, from /proc.
-- ``scrape_latencies``: the time of normal scrapes, one after another.
+- ``scrape_latencies``: the time of normal scrapes, one after another (for the benchmarks);
+  ``timed_scrapes``: their time and body size (for the tests, which assert the size only).
 """
 
 from __future__ import annotations
@@ -104,22 +105,33 @@ def scrape_latencies(
     url: str, count: int = 20, opener: Callable[[str], bytes] | None = None
 ) -> list[float]:
     """Seconds for each of ``count`` normal scrapes of ``url`` (a failure counts as 10 s)."""
+    return [seconds for seconds, _ in timed_scrapes(url, count, opener)]
+
+
+def timed_scrapes(
+    url: str, count: int = 20, opener: Callable[[str], bytes] | None = None, timeout: float = 30
+) -> list[tuple[float, int]]:
+    """(seconds, body size) of each of ``count`` normal scrapes of ``url``, one after another.
+
+    A failed scrape counts as (10 s, -1). The timeout is generous: these scrapes check that an
+    answer comes, whole, not how fast (a loaded machine stretches that).
+    """
 
     def plain(target: str) -> bytes:
-        with urllib.request.urlopen(target, timeout=10) as response:
+        with urllib.request.urlopen(target, timeout=timeout) as response:
             return bytes(response.read())
 
     fetch = opener or plain
-    times = []
+    results = []
     for _ in range(count):
         started = time.perf_counter()
         try:
-            fetch(url)
-            times.append(time.perf_counter() - started)
+            size = len(fetch(url))
+            results.append((time.perf_counter() - started, size))
         except OSError:
-            times.append(10.0)
+            results.append((10.0, -1))
         time.sleep(0.05)
-    return times
+    return results
 
 
 def summary(times: list[float]) -> str:

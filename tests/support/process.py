@@ -103,6 +103,15 @@ class ManagedProcess:
     def log(self, lines: int = 60) -> str:
         return log_tail(self.log_path, lines)
 
+    def complete_log_lines(self) -> list[str]:
+        """Every line of the log that the process has finished writing.
+
+        The process writes while the test reads: the text after the last newline may be half
+        a line (a loaded machine makes that likely), so it is left out.
+        """
+        text = self.log_path.read_text(errors="replace")
+        return text[: text.rfind("\n") + 1].splitlines()
+
     def wait_until(
         self, check: Callable[[], object], timeout: float = 30.0, what: str = ""
     ) -> object:
@@ -184,10 +193,36 @@ class ExporterProcess(ManagedProcess):
     def wait_for(self, predicate: Callable[[Samples], bool], timeout: float = 30.0) -> Samples:
         """Poll /metrics until ``predicate(samples)`` holds; fail with the log otherwise."""
 
+        seen: list[Samples] = []
+
         def check() -> Samples | None:
             samples = self.samples()
+            seen[:] = [samples]
             return samples if predicate(samples) else None
 
-        result = self.wait_until(check, timeout, "exporter metrics condition")
+        def why() -> str:
+            state = exporter_state(seen[0]) if seen else "no answer from /metrics yet"
+            return f"{state}\nexit status {self.returncode}; log:\n{self.log(30)}"
+
+        result = wait_until(
+            check, timeout, what="exporter metrics condition", alive=self.running, diagnostics=why
+        )
         assert isinstance(result, dict)
         return result
+
+
+STATE_SERIES = (
+    "docker_up",
+    "docker_exporter_collection_success",
+    "docker_exporter_collection_errors_total",
+)
+
+
+def exporter_state(samples: Samples) -> str:
+    """The exporter's own view of its engine, for a failure message: up, each job's success."""
+    lines = sorted(
+        f"  {name}{{{','.join(f'{k}={v!r}' for k, v in sorted(labels))}}} {value:g}"
+        for (name, labels), value in samples.items()
+        if name in STATE_SERIES
+    )
+    return "last /metrics answer:\n" + ("\n".join(lines) if lines else "  no docker_up")

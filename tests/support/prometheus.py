@@ -15,6 +15,7 @@ from typing import Any
 
 from tests.support.env import clean_env, need
 from tests.support.process import ManagedProcess, dies_with_the_suite, free_port
+from tests.support.wait import wait_until
 
 PROMETHEUS_PATHS = ("/usr/bin/prometheus",)
 PROMTOOL_PATHS = ("/usr/bin/promtool",)
@@ -94,7 +95,30 @@ class Prometheus(ManagedProcess):
         return targets
 
     def wait(self, what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
-        return self.wait_until(check, timeout, what)
+        """Poll ``check``; on giving up, say why: each scrape target's health and last error,
+        and Prometheus' own log tail (the last answer of ``check`` is in the message too)."""
+        return wait_until(
+            check,
+            timeout,
+            what=what,
+            alive=self.running,
+            diagnostics=lambda: (
+                f"{self.targets_health()}\nexit status {self.returncode}; log:\n{self.log(20)}"
+            ),
+        )
+
+    def targets_health(self) -> str:
+        """One line per scrape target: job, instance, health, last error (for failure messages)."""
+        try:
+            targets = self.active_targets()
+        except (OSError, ValueError, KeyError) as exc:
+            return f"scrape targets: unknown ({exc!r})"
+        lines = [
+            f"  {t['labels'].get('job')} {t['labels'].get('instance')}: {t.get('health')}"
+            + (f" ({t['lastError']})" if t.get("lastError") else "")
+            for t in targets
+        ]
+        return "scrape targets:\n" + ("\n".join(lines) if lines else "  none")
 
 
 RunPrometheus = Callable[[Path], Prometheus]

@@ -44,4 +44,4 @@ def wait_until(
             break
         time.sleep(interval)
     details = f"\n{diagnostics()}" if diagnostics else ""
-    raise AssertionError(f"{what}: {reason} (last: {last!r}){details}")
+    raise AssertionError(f"{what}: {reason} (last answer: {last!r}){details}")

@@ -65,8 +65,13 @@ def test_telemetry_path_and_exporter_metrics(run_exporter):
 
 def test_log_format_json(run_exporter):
     exp = run_exporter(*OFFLINE, "--log.format=json")
-    exp.wait_until(lambda: "inventory job" in exp.log(), 10, "a failure logged")
-    lines = [json.loads(line) for line in exp.log().splitlines()]
+    # Only whole lines: a line read while the exporter is still writing it is not JSON yet
+    # (this failed under load when the test read the log as it was).
+    exp.wait_until(
+        lambda: any("inventory job" in line for line in exp.complete_log_lines()), 30,
+        "a failure logged",
+    )  # fmt: skip
+    lines = [json.loads(line) for line in exp.complete_log_lines()]
     assert lines[0]["msg"].startswith("listening on 127.0.0.1:")
     assert {"ts", "level", "source", "msg"} == set(lines[0])
 

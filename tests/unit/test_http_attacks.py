@@ -1,13 +1,15 @@
-"""Slow and greedy clients against the real exporter: /metrics stays fast, and threads,
-memory and open files stay bounded.
+"""Slow and greedy clients against the real exporter: every scrape is still answered, whole,
+during the attack and once it stops, and threads, memory and open files stay bounded.
 
-The figures (threads, RSS, scrape latency) are printed; run with ``-s`` to see them:
-``.venv/bin/pytest tests/unit/test_http_attacks.py -s -q``.
+No latency is asserted here: a loaded machine (a laptop, a shared CI runner) stretches it
+without anything being wrong. The figures (threads, RSS, scrape latency) are printed; run with
+``-s`` to see them: ``.venv/bin/pytest tests/unit/test_http_attacks.py -s -q``. Latency under
+attack is measured by the benchmark, tests/bench_servers.py.
 """
 
 from __future__ import annotations
 
-import statistics
+import subprocess
 import threading
 import time
 import urllib.error
@@ -17,7 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.attack import non_readers, process_stats, scrape_latencies, slow_headers, summary
+from tests.support.attack import (
+    non_readers,
+    process_stats,
+    slow_headers,
+    summary,
+    timed_scrapes,
+)
 from tests.support.fake_engine import FakeEngine, bulk_engine
 from tests.support.process import ExporterProcess, ManagedProcess, exporter_command, free_port
 from tests.support.wait import wait_until
@@ -42,43 +50,57 @@ def exporter(run_exporter, engine) -> ExporterProcess:
     return exp
 
 
-def check(name: str, exp_pid: int, url: str, idle_threads: int, idle_rss: int) -> None:
-    times = scrape_latencies(url, 20)
+def check(name: str, exp_pid: int, url: str, idle_threads: int, idle_rss: int, size: int) -> None:
+    """20 scrapes during the attack: each answered with the whole exposition; bounded cost."""
+    scrapes = timed_scrapes(url, 20)
+    times = [seconds for seconds, _ in scrapes]
     stats = process_stats(exp_pid)
     print(
         f"\n{name}: {stats.threads} threads (idle {idle_threads}), RSS {stats.rss_kib // 1024} MB "
         f"(idle {idle_rss // 1024} MB), {stats.open_fds} open files; scrape {summary(times)}"
     )
-    assert statistics.median(times) < 0.1, summary(times)
-    assert max(times) < 1.0, summary(times)
+    assert [n for _, n in scrapes] == [size] * 20, "a scrape failed or was cut during the attack"
     assert stats.threads <= idle_threads + 4  # at most the rest of the worker pool
     assert stats.rss_kib < idle_rss + 64 * 1024
 
 
+def answered_after(url: str, size: int) -> None:
+    """Once the attack stops, scrapes are answered whole again (nothing left wedged)."""
+    assert [n for _, n in timed_scrapes(url, 5)] == [size] * 5
+
+
 def test_300_connections_sending_headers_a_byte_a_second(exporter):
     url = exporter.url + "/metrics"
-    size = len(urllib.request.urlopen(url, timeout=5).read())
+    size = len(urllib.request.urlopen(url, timeout=10).read())
     assert size > 1_000_000
     idle = process_stats(exporter.pid)
     with slow_headers(exporter.port, 300) as socks:
         time.sleep(3)
         assert len(socks) == 300
-        check("300 slow-header connections", exporter.pid, url, idle.threads, idle.rss_kib)
+        check("300 slow-header connections", exporter.pid, url, idle.threads, idle.rss_kib, size)
+    answered_after(url, size)
     # the 10 s deadline for a request head closes them all
-    wait_until(lambda: process_stats(exporter.pid).open_fds < idle.open_fds + 10, 20)
+    wait_until(
+        lambda: process_stats(exporter.pid).open_fds < idle.open_fds + 10, 30,
+        what="the slow connections closed by the 10 s head deadline",
+        diagnostics=lambda: f"{process_stats(exporter.pid).open_fds} open, {idle.open_fds} idle",
+    )  # fmt: skip
 
 
 def test_500_clients_that_never_read_the_answer(exporter):
     url = exporter.url + "/metrics"
+    size = len(urllib.request.urlopen(url, timeout=10).read())
     idle = process_stats(exporter.pid)
     with non_readers(exporter.port, 500) as socks:
         time.sleep(3)
         assert len(socks) == 500
-        check("500 non-reading clients", exporter.pid, url, idle.threads, idle.rss_kib)
+        check("500 non-reading clients", exporter.pid, url, idle.threads, idle.rss_kib, size)
+    answered_after(url, size)
 
 
 def test_200_concurrent_scrapes_all_answered(exporter):
-    """A listen backlog of 5 made most of these wait for SYN retries or time out."""
+    """A listen backlog of 5 made most of these wait for SYN retries or time out: the listen
+    socket's backlog is read back from the kernel (``ss``), and every client gets an answer."""
     url = exporter.url + "/-/healthy"
     times: list[float] = []
     failures: list[BaseException] = []
@@ -110,7 +132,16 @@ def test_200_concurrent_scrapes_all_answered(exporter):
         f"{len(busy)} answered 503 (--web.max-requests), {len(failures)} failed"
     )
     assert failures == []
-    assert ordered[-1] < 1.0  # no SYN retransmission (1 s) was needed
+    assert len(times) == 200  # every client answered: 200, or 503 beyond --web.max-requests
+    assert listen_backlog(exporter.port) >= 200  # room for all of them in the accept queue
+
+
+def listen_backlog(port: int) -> int:
+    """The backlog of the socket listening on ``port``: ``ss -ltn`` shows it as Send-Q."""
+    out = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True,
+                         timeout=10, check=True).stdout  # fmt: skip
+    (line,) = out.splitlines()
+    return int(line.split()[2])
 
 
 def test_idle_connections_at_the_open_file_limit_leave_metrics_reachable(engine, tmp_path):
@@ -121,18 +152,24 @@ def test_idle_connections_at_the_open_file_limit_leave_metrics_reachable(engine,
     exp = ManagedProcess(argv, tmp_path / "exporter.log")
     url = f"http://127.0.0.1:{port}/metrics"
     try:
-        exp.wait_until(lambda: urllib.request.urlopen(url, timeout=5).read(), 30, "listening")
+        exp.wait_until(
+            lambda: len(urllib.request.urlopen(url, timeout=10).read()) > 1_000_000, 30,
+            "listening, with the first collection done",
+        )  # fmt: skip
+        size = len(urllib.request.urlopen(url, timeout=10).read())
         with slow_headers(port, 1100, every=0.5) as socks:
             time.sleep(2)
             assert len(socks) >= 900  # the exporter closed the oldest to stay in its limit
             cpu_before = cpu_seconds(exp.pid)
-            times = scrape_latencies(url, 10)
+            scrapes = timed_scrapes(url, 10)
             time.sleep(1)
             cpu = cpu_seconds(exp.pid) - cpu_before
             stats = process_stats(exp.pid)
+        times = [seconds for seconds, _ in scrapes]
         print(f"\n1100 idle connections at a 1024 file limit: {stats.open_fds} open files, "
               f"CPU {cpu:.2f} s over the scrapes; scrape {summary(times)}")  # fmt: skip
-        assert max(times) < 1.0, summary(times)
+        assert [n for _, n in scrapes] == [size] * 10, "a scrape failed at the file limit"
+        answered_after(url, size)
         assert stats.open_fds < 1024
         assert cpu < 1.5  # no busy loop on a full file table
         log = exp.log(2000)
