@@ -101,8 +101,19 @@ def _root_cause(exc: BaseException) -> BaseException:
     return exc
 
 
-def describe(exc: BaseException, where: str, timeout: float, client_cert: bool = False) -> str:
-    """One line for a failed request to ``where``; ``client_cert``: whether one was sent."""
+def engine_address(host: str) -> str:
+    """What a "cannot connect" line names: the socket path, or host:port."""
+    for scheme in ("unix://", "tcp://"):
+        if host.startswith(scheme):
+            return host[len(scheme) :]
+    return host
+
+
+def describe(
+    exc: BaseException, where: str, timeout: float, client_cert: bool = False, host: str = ""
+) -> str:
+    """One line for a failed request to ``where``; ``client_cert``: whether one was sent;
+    ``host``: the engine address, named when no connection could be made."""
     if isinstance(exc, EngineError):
         return str(exc)
     if isinstance(exc, requests.exceptions.Timeout):
@@ -131,9 +142,10 @@ def describe(exc: BaseException, where: str, timeout: float, client_cert: bool =
             return f"{where}: the engine reset the connection"
         if isinstance(root, http.client.BadStatusLine):
             return f"{where}: the engine's answer is not HTTP: {str(root).strip()[:100]!r}"
+        to = f" to {engine_address(host)}" if host else ""
         if isinstance(root, OSError) and root.strerror:
-            return f"{where}: cannot connect: {root.strerror}"
-        return f"{where}: cannot connect: {str(root).splitlines()[0][:200]}"
+            return f"{where}: cannot connect{to}: {root.strerror}"
+        return f"{where}: cannot connect{to}: {str(root).splitlines()[0][:200]}"
     if isinstance(exc, (ValueError, json.JSONDecodeError)):
         return f"{where}: the engine's answer is not valid JSON"
     return f"{where}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
@@ -302,7 +314,7 @@ class EngineClient:
             self.close()
             tls = self.config.tls
             sent_cert = tls is not None and tls.cert is not None
-            raise EngineError(describe(exc, where, stated, sent_cert)) from exc
+            raise EngineError(describe(exc, where, stated, sent_cert, self.config.host)) from exc
         finally:
             watchdog.cancel()
 

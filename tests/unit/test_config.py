@@ -107,6 +107,15 @@ def test_plain_tcp():
     assert (engine.host, engine.tls) == ("tcp://127.0.0.1:2375", None)
 
 
+def test_an_empty_docker_host_is_unset_like_the_cli():
+    """``DOCKER_HOST=`` means the default socket, as for the docker CLI (``DOCKER_HOST=
+    docker context inspect`` shows unix:///var/run/docker.sock); an empty flag is an error."""
+    engine, _ = resolve_engine({"DOCKER_HOST": ""})
+    assert (engine.host, engine.tls) == ("unix:///var/run/docker.sock", None)
+    with pytest.raises(ConfigError, match=r"^--docker\.host is empty;"):
+        resolve_engine({"DOCKER_HOST": "tcp://h:2375"}, host="")
+
+
 def test_env_tls_ignored_for_sockets_like_the_cli():
     engine, _ = resolve_engine({"DOCKER_TLS_VERIFY": "1", "DOCKER_HOST": "unix:///run/d.sock"})
     assert (engine.host, engine.tls) == ("unix:///run/d.sock", None)

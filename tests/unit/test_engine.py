@@ -70,8 +70,13 @@ def missing_socket(t: TLSMaterial) -> AbstractContextManager[str]:
 OK = loopback.http_answer("200 OK", b'{"ApiVersion": "1.45"}')
 V = "GET /version"
 ROWS: list[tuple[str, Server, ClientTLS | None, str]] = [
-    ("refused", closed_port, None, f"{V}: cannot connect: Connection refused"),
-    ("no socket", missing_socket, None, f"{V}: cannot connect: No such file or directory"),
+    ("refused", closed_port, None, f"{V}: cannot connect to {{address}}: Connection refused"),
+    (
+        "no socket",
+        missing_socket,
+        None,
+        f"{V}: cannot connect to {{address}}: No such file or directory",  # the socket path
+    ),
     ("reset", plain(loopback.reset), None, f"{V}: the engine reset the connection"),
     (
         "closed",
@@ -136,7 +141,8 @@ def test_each_failure_cause_is_one_exact_line(
         engine = EngineClient(EngineConfig(url, client(tls) if client else None), TIMEOUT)
         with pytest.raises(EngineError) as raised:
             engine.engine()
-    assert str(raised.value) == message
+    address = url.split("://", 1)[1]  # unix://PATH names PATH, tcp://HOST:PORT HOST:PORT
+    assert str(raised.value) == message.format(address=address)
     assert isinstance(raised.value.__cause__, Exception)  # the real exception stays chained
 
 

@@ -147,7 +147,7 @@ def test_engine_down_is_one_line():
     state = State()
     Runner(inventory_job("unix:///nonexistent/docker.sock", state, 1.0), lambda: None)()
     assert state.view().jobs["inventory"].last_error == (
-        "GET /version: cannot connect: No such file or directory"
+        "GET /version: cannot connect to /nonexistent/docker.sock: No such file or directory"
     )
     assert state.ready
 
