@@ -5,19 +5,17 @@ the README's own web config and scrape config (paths filled in), through its own
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import yaml
 
 from tests.support.certs import make_pki
 from tests.support.fake_engine import FakeEngine
-from tests.support.paths import load
-
-README = Path(__file__).parents[2] / "README.md"
+from tests.support.paths import documentation, load
 
 
 def readme_block(first_line: str) -> str:
-    return README.read_text().split(f"```yaml\n{first_line}\n", 1)[1].split("```", 1)[0]
+    """A YAML example of the docs (docs/security.md), by its first line."""
+    return documentation().split(f"```yaml\n{first_line}\n", 1)[1].split("```", 1)[0]
 
 
 def test_prometheus_scrapes_over_mutual_tls_with_basic_auth(run_exporter, run_prometheus, tmp_path):

@@ -10,6 +10,18 @@ REPO = Path(__file__).resolve().parents[2]
 TESTS = REPO / "tests"
 FIXTURES = TESTS / "fixtures"
 GOLDEN = TESTS / "golden"
+README = REPO / "README.md"
+DOCS = REPO / "docs"
+
+
+def doc_pages() -> list[Path]:
+    """README.md, the door, and every page under docs/ (where the reference lives)."""
+    return [README, *sorted(DOCS.glob("*.md"))]
+
+
+def documentation() -> str:
+    """The text of every documentation page: a fact is checked wherever it is written."""
+    return "\n".join(page.read_text() for page in doc_pages())
 
 
 def load(name: str) -> Any:

@@ -17,14 +17,14 @@ import pytest
 import yaml
 
 from exporter.thresholds import THRESHOLDS
-from tests.support.paths import REPO
+from tests.support.paths import REPO, documentation
 from tests.support.promql import exporter_metric_names, metric_names
 
 ALERTS = REPO / "prometheus" / "alerts.yml"
 PROMETHEUS_CONFIG = REPO / "prometheus" / "prometheus.yml"
 RULE_TESTS = sorted((REPO / "tests" / "rules").glob("*.yml"))
 RUNBOOK = REPO / "docs" / "runbook.md"
-README = REPO / "README.md"
+README = REPO / "README.md"  # and docs/: documentation()
 RUNBOOK_URL = (
     "https://github.com/docker-inventory-exporter/docker-inventory-exporter/blob/main/"
     "docs/runbook.md#"
@@ -123,7 +123,7 @@ def test_threshold_defaults_match_the_exporter():
     exprs = " ".join(r["expr"] for r in all_rules())
     for t in THRESHOLDS:
         assert f'docker:alert_threshold{{threshold="{t.name}"}}' in exprs, t.name
-        assert t.flag in README.read_text(), t.flag
+        assert t.flag in documentation(), t.flag
 
 
 def test_disk_alerts_name_their_capacity_source():
@@ -210,7 +210,7 @@ def test_runbook_has_one_section_per_alert_and_no_orphans():
 
 def readme_alert_rows() -> dict[str, list[str]]:
     rows = {}
-    for line in README.read_text().splitlines():
+    for line in documentation().splitlines():
         m = re.match(r"\| \[`(Docker\w+)`\]\(", line)
         if m:
             rows[m.group(1)] = [c.strip() for c in line.strip().strip("|").split("|")]
@@ -220,11 +220,11 @@ def readme_alert_rows() -> dict[str, list[str]]:
 def test_readme_alert_table_matches_the_rules():
     rows = readme_alert_rows()
     rules = {r["alert"]: r for r in alert_rules()}
-    assert sorted(rows) == sorted(rules), "README alert table and alerts.yml differ"
+    assert sorted(rows) == sorted(rules), "the alert table (docs/alerts.md) and alerts.yml differ"
     for name, cells in rows.items():
         assert cells[1] == rules[name]["labels"]["severity"], name
         assert cells[2] == rules[name]["for"], name
-        assert f"(docs/runbook.md#{name.lower()})" in cells[0], name
+        assert f"(runbook.md#{name.lower()})" in cells[0], name  # from docs/alerts.md
 
 
 # --------------------------------------------------------------------------- unit test coverage

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import ssl
-from pathlib import Path
 
 import bcrypt
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from exporter.config import ConfigError
 from exporter.webconfig import BasicAuth, parse_web_config
 from tests.support.certs import PKI, make_pki
+from tests.support.paths import documentation
 from tests.support.process import exporter_command
 
 
@@ -157,7 +157,7 @@ def test_no_users_means_no_auth():
 
 
 def test_the_example_in_the_readme_is_valid(pki, tmp_path):
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    readme = documentation()
     block = readme.split("```yaml\n# web-config.yml\n", 1)[1].split("```", 1)[0]
     for name, path in (
         ("/etc/exporter/tls/server.pem", pki.server_cert),

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.paths import REPO
+from tests.support.paths import REPO, documentation
 
 WORKFLOWS = REPO / ".github" / "workflows"
 RELEASE = WORKFLOWS / "release.yml"
@@ -82,7 +82,7 @@ def test_release_image_is_multi_arch_labelled_and_named_as_documented() -> None:
     assert tags == [f"{image}:${{{{ needs.version.outputs.{part} }}}}" for part in
                     ("version", "minor")] + [f"{image}:latest"]  # fmt: skip
     assert job["permissions"]["packages"] == "write"
-    assert f"`{_published_image()}`" in (REPO / "README.md").read_text()
+    assert f"`{_published_image()}`" in documentation()
 
 
 def test_pypi_uses_trusted_publishing() -> None:
