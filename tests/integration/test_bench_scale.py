@@ -36,6 +36,6 @@ def test_benchmark_runs_at_small_size():
     assert fleet["collections_per_target_min"] >= 1  # every live target, despite the hang
     # how fresh the live targets are is a figure (it stretches on a loaded machine), reported
     # by the benchmark, not asserted; that each was collected despite the hang is above
-    assert fleet["oldest_last_success_s"] >= 0
+    assert isinstance(fleet["oldest_last_success_s"], float)
     assert fleet["requests_per_target_collection"] < 2.5  # two lists, /version only on connect
     assert all(s["n"] > 0 for s in fleet["scrapes"]["exporter"].values())
