@@ -197,7 +197,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     server.start()
-    scheduler.start()
     on_hup: Callable[[], None] | None = None
     if fleet is None:
         log.info(
@@ -219,6 +218,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             config.workers,
             ", collecting targets while they are scraped" if config.collect_on_scrape else "",
         )
+    # The jobs start once "listening" is logged, so that it is always the log's first line:
+    # started before, a job's first failure could come first on a busy machine.
+    scheduler.start()
 
     while signal.sigwait(signals) == signal.SIGHUP:
         if on_hup is not None:

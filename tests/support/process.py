@@ -103,15 +103,6 @@ class ManagedProcess:
     def log(self, lines: int = 60) -> str:
         return log_tail(self.log_path, lines)
 
-    def complete_log_lines(self) -> list[str]:
-        """Every line of the log that the process has finished writing.
-
-        The process writes while the test reads: the text after the last newline may be half
-        a line (a loaded machine makes that likely), so it is left out.
-        """
-        text = self.log_path.read_text(errors="replace")
-        return text[: text.rfind("\n") + 1].splitlines()
-
     def wait_until(
         self, check: Callable[[], object], timeout: float = 30.0, what: str = ""
     ) -> object:
