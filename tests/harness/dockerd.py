@@ -243,20 +243,35 @@ def _thaw(proc_cgroup: str) -> set[Path]:
 
 def ping_unix(sock_path: Path, timeout: float = 2.0) -> bool:
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(timeout)
-            s.connect(str(sock_path))
-            s.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
-            data = b""
-            while True:
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
+        return ping_answer(sock_path, timeout) == "OK"
     except OSError:
         return False
+
+
+def _pinged(sock_path: Path) -> bool:
+    """True once /_ping answers OK; else an OSError that says what happened (for the wait)."""
+    answer = ping_answer(sock_path)
+    if answer != "OK":
+        raise OSError(answer)
+    return True
+
+
+def ping_answer(sock_path: Path, timeout: float = 2.0) -> str:
+    """``OK`` when the engine answers /_ping on ``sock_path``, else what it answered (the
+    waits show it); an OSError (no socket yet, refused) is raised as it is."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(str(sock_path))
+        s.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
-    return head.startswith(b"HTTP/1.") and b" 200 " in head.split(b"\r\n", 1)[0] and body == b"OK"
+    ok = head.startswith(b"HTTP/1.") and b" 200 " in head.split(b"\r\n", 1)[0] and body == b"OK"
+    return "OK" if ok else f"answered {data[:200]!r}"
 
 
 # --------------------------------------------------------------------------- the engine
@@ -307,8 +322,10 @@ class ApiDaemon:
             )
         proc = self._proc
         try:
+            # the last answer (an OSError such as "No such file", or what it answered) and the
+            # daemon's log tail say why a start gave up
             wait_until(
-                lambda: ping_unix(self.unix_socket),
+                lambda: _pinged(self.unix_socket),
                 timeout,
                 what=f"{Path(argv[0]).name} answering /_ping on {self.unix_socket}",
                 alive=lambda: proc.poll() is None,
