@@ -110,11 +110,12 @@ def scrape_latencies(
 
 def timed_scrapes(
     url: str, count: int = 20, opener: Callable[[str], bytes] | None = None, timeout: float = 30
-) -> list[tuple[float, int]]:
+) -> list[tuple[float, int | str]]:
     """(seconds, body size) of each of ``count`` normal scrapes of ``url``, one after another.
 
-    A failed scrape counts as (10 s, -1). The timeout is generous: these scrapes check that an
-    answer comes, whole, not how fast (a loaded machine stretches that).
+    A failed scrape gives (10 s, what went wrong), so that an assertion on the sizes shows
+    the reason. The timeout is generous: these scrapes check that an answer comes, whole, not
+    how fast (a loaded machine stretches that).
     """
 
     def plain(target: str) -> bytes:
@@ -122,14 +123,14 @@ def timed_scrapes(
             return bytes(response.read())
 
     fetch = opener or plain
-    results = []
+    results: list[tuple[float, int | str]] = []
     for _ in range(count):
         started = time.perf_counter()
         try:
             size = len(fetch(url))
             results.append((time.perf_counter() - started, size))
-        except OSError:
-            results.append((10.0, -1))
+        except OSError as exc:
+            results.append((10.0, repr(exc)))
         time.sleep(0.05)
     return results
 
