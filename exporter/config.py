@@ -177,6 +177,12 @@ PER_CONTAINER = Flag(
     True,
     boolean=True,
 )
+PER_VOLUME = Flag(
+    "--collect.per-volume",
+    "export per-volume series (off leaves the dangling and per-project totals)",
+    True,
+    boolean=True,
+)
 LABELS = Flag(
     "--collect.container-labels",
     "comma-separated container label keys exported on docker_container_labels",
@@ -264,6 +270,7 @@ FLAG_GROUPS: dict[str, tuple[Flag, ...]] = {
         RESOURCES,
         PER_IMAGE,
         PER_CONTAINER,
+        PER_VOLUME,
         LABELS,
         MAX_ANSWER,
         DATA_ROOT_FS,
@@ -331,6 +338,7 @@ class TargetSettings:
     max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES
     data_root_filesystem: str = AUTO  # auto, off, or the data root's path as seen here
     alert_thresholds: tuple[tuple[str, float], ...] = ()  # (threshold name, value) set
+    per_volume: bool = True
 
     @property
     def label_names(self) -> tuple[str, ...]:
@@ -613,7 +621,7 @@ def settings_from(
         changes["max_answer_bytes"] = parse_size(
             str(values["max_answer_size"]), names["max_answer_size"]
         )
-    for key in ("per_image", "per_container"):
+    for key in ("per_image", "per_container", "per_volume"):
         if values.get(key) is not None:
             changes[key] = values[key]
     if values.get("data_root_filesystem") is not None:
@@ -646,6 +654,7 @@ FLAG_KEYS: dict[str, Flag] = {
     "disk_usage_resources": RESOURCES,
     "per_image": PER_IMAGE,
     "per_container": PER_CONTAINER,
+    "per_volume": PER_VOLUME,
     "container_labels": LABELS,
     "max_answer_size": MAX_ANSWER,
     "data_root_filesystem": DATA_ROOT_FS,

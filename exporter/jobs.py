@@ -27,6 +27,7 @@ from .config import EngineConfig, JobSchedule, TargetSettings
 from .engine import EngineClient, EngineError, quoted
 from .filesystem import OFF, FilesystemUsage, data_root_path, measure
 from .records import (
+    PROJECT_LABELS,
     EngineDataError,
     EngineInfo,
     decode_containers,
@@ -99,9 +100,9 @@ class InventoryJob(Job[InventorySnapshot]):
                 quoted(engine.api_version),
             )
         images = self.client.images(decode_images)
-        containers = self.client.containers(
-            decode=lambda body: decode_containers(body, frozenset(self.label_keys))
-        )
+        # the project labels always: docker_project_containers counts by them
+        keys = frozenset(self.label_keys).union(PROJECT_LABELS)
+        containers = self.client.containers(decode=lambda body: decode_containers(body, keys))
         return build_inventory(engine, images, containers, now, self.label_keys)
 
 

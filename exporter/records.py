@@ -13,6 +13,7 @@ import math
 import re
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, Optional, Protocol, Union
 
 import msgspec
@@ -140,11 +141,55 @@ class EngineInfo:
     storage_driver: str = ""  # Driver from /info
 
 
+# The labels that name a container's or volume's project: docker compose's, then a Swarm
+# stack's. Kept on every record whatever --collect.container-labels allows.
+PROJECT_LABELS = ("com.docker.compose.project", "com.docker.stack.namespace")
+_TIME_RE = re.compile(
+    r"^(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.(\d+))?(Z|[+-]\d\d:?\d\d)$"
+)
+
+
+def project_of(labels: Mapping[str, str]) -> str:
+    """The compose project or Swarm stack a labelled object belongs to; "" for none."""
+    for key in PROJECT_LABELS:
+        value = labels.get(key)
+        if value:
+            return value
+    return ""
+
+
+def timestamp(value: object) -> float | None:
+    """An RFC 3339 time as the engine writes it (nanoseconds, Z or an offset) to Unix
+    seconds; None for absent, junk and Go's zero time (year 1: "never")."""
+    if not isinstance(value, str):
+        return None
+    match = _TIME_RE.match(value.strip())
+    if not match:
+        return None
+    year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
+    if year <= 1:
+        return None
+    fraction = float("0." + match.group(7)) if match.group(7) else 0.0
+    zone = match.group(8)
+    offset = 0
+    if zone != "Z":
+        digits = zone[1:].replace(":", "")
+        offset = (int(digits[:2]) * 60 + int(digits[2:])) * 60 * (1 if zone[0] == "+" else -1)
+    try:
+        moment = datetime(year, month, day, hour, minute, second, tzinfo=timezone.utc)
+    except ValueError:
+        return None
+    return moment.timestamp() + fraction - offset
+
+
 @dataclass(frozen=True)
 class VolumeRecord:
     name: str
     size: int | None
     ref_count: int | None
+    driver: str = ""
+    created: float | None = None
+    project: str = ""  # from the volume's compose or stack label
 
 
 @dataclass(frozen=True)
@@ -153,6 +198,10 @@ class BuildCacheRecord:
     size: int | None
     in_use: bool
     shared: bool
+    type: str = ""  # regular, source.local, exec.cachemount, internal, frontend, ...
+    created: float | None = None
+    last_used: float | None = None  # None: never used since created (BuildKit's null)
+    parents: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -406,8 +455,23 @@ def _volume(raw: Mapping[str, Any]) -> VolumeRecord:
     usage = raw.get("UsageData")
     usage = usage if isinstance(usage, dict) else {}
     return VolumeRecord(
-        name=_str(raw, "Name"), size=_count(usage, "Size"), ref_count=_count(usage, "RefCount")
+        name=_str(raw, "Name"),
+        size=_count(usage, "Size"),
+        ref_count=_count(usage, "RefCount"),
+        driver=_str(raw, "Driver"),
+        created=timestamp(raw.get("CreatedAt")),
+        project=project_of(_labels(raw, PROJECT_LABELS)),
     )
+
+
+def _parents(raw: Mapping[str, Any]) -> tuple[str, ...]:
+    # API 1.42 replaced "Parent" by "Parents"; Docker 23 to 26 spell it " Parents" (a
+    # leading space in moby's struct tag, as recorded from 26.1)
+    for key in ("Parents", " Parents"):
+        if isinstance(raw.get(key), list):
+            return tuple(p for p in _strs(raw, key) if p)
+    parent = _str(raw, "Parent")
+    return (parent,) if parent else ()
 
 
 def _build_cache(raw: Mapping[str, Any]) -> BuildCacheRecord:
@@ -416,6 +480,10 @@ def _build_cache(raw: Mapping[str, Any]) -> BuildCacheRecord:
         size=_count(raw, "Size"),
         in_use=raw.get("InUse") is True,
         shared=raw.get("Shared") is True,
+        type=_str(raw, "Type"),
+        created=timestamp(raw.get("CreatedAt")),
+        last_used=timestamp(raw.get("LastUsedAt")),
+        parents=_parents(raw),
     )
 
 

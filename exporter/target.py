@@ -46,6 +46,7 @@ class Target:
                 settings.per_container,
                 settings.label_names,
                 settings.alert_thresholds,
+                per_volume=settings.per_volume,
             )
         ]
         if process_metrics:  # the exporter's own metrics: process_* and its build info

@@ -103,10 +103,13 @@ def exporter_collector(
     per_container: bool = True,
     labels: tuple[str, ...] = LABELS,
     alert_thresholds: tuple[tuple[str, float], ...] = (),
+    per_volume: bool = True,
 ) -> DockerCollector:
     """The exporter's collector over ``state``."""
     names = tuple(label_name(k) for k in labels)
-    return DockerCollector(state, per_image, per_container, names, alert_thresholds)
+    return DockerCollector(
+        state, per_image, per_container, names, alert_thresholds, per_volume=per_volume
+    )
 
 
 def exporter_registry(
@@ -116,6 +119,7 @@ def exporter_registry(
     per_container: bool = True,
     labels: tuple[str, ...] = LABELS,
     alert_thresholds: tuple[tuple[str, float], ...] = (),
+    per_volume: bool = True,
 ) -> CollectorRegistry:
     """A fresh registry holding the exporter's collector over ``state``."""
     registry = CollectorRegistry(auto_describe=False)
@@ -126,6 +130,7 @@ def exporter_registry(
             per_container=per_container,
             labels=labels,
             alert_thresholds=alert_thresholds,
+            per_volume=per_volume,
         )
     )
     return registry
