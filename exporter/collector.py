@@ -30,6 +30,7 @@ from .snapshot import (
     ImageDiskFacts,
     ImageFacts,
     InventorySnapshot,
+    SwarmSnapshot,
     VolumeFacts,
     project_rw_bytes,
 )
@@ -209,6 +210,20 @@ def current_container_sizes(
     return tuple(c for c in sizes.containers if c.name in names)
 
 
+def _swarm(snap: SwarmSnapshot) -> Families:
+    return Families(
+        (Head.of(m.SWARM_DESIRED), Head.of(m.SWARM_TASKS)),
+        (
+            tuple(
+                ((s.name, s.mode), float(s.desired)) for s in snap.services if s.desired is not None
+            ),
+            tuple(
+                ((s.name, state), float(n)) for s in snap.services for state, n in s.tasks.items()
+            ),
+        ),
+    )
+
+
 # --- the plan ----------------------------------------------------------------------------------
 
 
@@ -266,6 +281,8 @@ class DockerCollector(Collector):
         if view.container_sizes is not None:  # per project: also without per-container series
             rw = project_rw_bytes(view.container_sizes, view.inventory)
             parts.append(_by_key(m.PROJECT_RW_BYTES, rw))
+        if view.swarm is not None and view.swarm.manager:
+            parts.append(_swarm(view.swarm))
         return parts
 
     def _exporter(self, view: View) -> Families:

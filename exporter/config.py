@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from . import durations
 from .filesystem import AUTO
-from .metrics import CONTAINER_SIZES, DISK_RESOURCES, DISK_USAGE, INVENTORY
+from .metrics import CONTAINER_SIZES, DISK_RESOURCES, DISK_USAGE, INVENTORY, SWARM
 from .thresholds import THRESHOLDS, parse_threshold
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
@@ -113,6 +113,15 @@ JOB_SETTINGS = (
         "2m",
         True,
         "container size (/containers/json?size=1, costly)",
+    ),
+    JobSetting(
+        SWARM,
+        "swarm-",
+        "swarm_",
+        "15s",
+        "5s",
+        True,
+        "Swarm services (/services and /tasks, asked of Swarm managers only)",
     ),
 )
 
@@ -324,6 +333,7 @@ class Schedules:
     inventory: JobSchedule
     disk_usage: JobSchedule
     container_sizes: JobSchedule
+    swarm: JobSchedule
 
 
 @dataclass(frozen=True)

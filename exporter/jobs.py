@@ -33,14 +33,18 @@ from .records import (
     decode_containers,
     decode_images,
     parse_disk_usage,
+    parse_services,
+    parse_tasks,
 )
 from .snapshot import (
     ContainerSizesSnapshot,
     DiskUsageSnapshot,
     InventorySnapshot,
+    SwarmSnapshot,
     build_container_sizes,
     build_disk_usage,
     build_inventory,
+    build_swarm,
 )
 from .state import JobStatus, Slot, State
 
@@ -156,6 +160,19 @@ class ContainerSizesJob(Job[ContainerSizesSnapshot]):
         return build_container_sizes(containers, now)
 
 
+class SwarmJob(Job[SwarmSnapshot]):
+    """Services and tasks of a Swarm manager: /services and /tasks, two requests whatever
+    their number. A worker or an engine outside Swarm is asked nothing (its /info, read on
+    connect and hourly with /version, says so)."""
+
+    def collect(self, now: float) -> SwarmSnapshot:
+        if not self.client.engine().swarm_manager:
+            return SwarmSnapshot(now, manager=False)
+        services = parse_services(self.client.services())
+        tasks = parse_tasks(self.client.tasks())
+        return build_swarm(services, tasks, now)
+
+
 class Runner(Generic[S]):
     """Runs one job, times it, publishes the outcome, and logs each failure cause once."""
 
@@ -250,6 +267,8 @@ def build_jobs(
                 log_prefix,
             )
         )
+    if schedules.swarm.enabled:
+        jobs.append(SwarmJob(client(schedules.swarm), schedules.swarm, state.swarm))
     if schedules.container_sizes.enabled:
         jobs.append(
             ContainerSizesJob(

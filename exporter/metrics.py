@@ -38,7 +38,7 @@ def _g(name: str, labels: tuple[str, ...], text: str, job: str) -> MetricSpec:
 INVENTORY = "inventory"
 DISK_USAGE = "disk_usage"
 CONTAINER_SIZES = "container_sizes"
-JOBS = (INVENTORY, DISK_USAGE, CONTAINER_SIZES)
+JOBS: tuple[str, ...] = (INVENTORY, DISK_USAGE, CONTAINER_SIZES)
 
 CONTAINER_STATES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
 DISK_RESOURCES = ("images", "containers", "volumes", "build_cache")
@@ -393,7 +393,26 @@ PROJECT_RW_BYTES = _g(
     CONTAINER_SIZES,
 )
 
+SWARM = "swarm"
+JOBS += (SWARM,)
+SWARM_DESIRED = _g(
+    "docker_swarm_service_replicas_desired",
+    ("service", "mode"),
+    "Tasks the Swarm service should run: the replicas of a replicated service, one per"
+    " eligible node for a global one (ServiceStatus.DesiredTasks). Only on a Swarm manager.",
+    SWARM,
+)
+SWARM_TASKS = _g(
+    "docker_swarm_service_tasks",
+    ("service", "state"),
+    "The service's tasks by their current state, as the manager holds them (the task history"
+    " included); state running is always present. Only on a Swarm manager.",
+    SWARM,
+)
+
 ALL += (
+    SWARM_DESIRED,
+    SWARM_TASKS,
     VOLUME_SIZE,
     VOLUME_CONTAINERS,
     VOLUME_CREATED,

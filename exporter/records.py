@@ -139,6 +139,7 @@ class EngineInfo:
     product: str
     data_root: str = ""  # DockerRootDir from /info, "" when unknown
     storage_driver: str = ""  # Driver from /info
+    swarm_manager: bool = False  # /info: an active Swarm manager (Swarm.ControlAvailable)
 
 
 # The labels that name a container's or volume's project: docker compose's, then a Swarm
@@ -509,4 +510,75 @@ def parse_disk_usage(data: object) -> DiskUsageRecord:
         ),
         volumes=None if volumes is None else tuple(_volume(r) for r in volumes),
         build_cache=None if cache is None else tuple(_build_cache(r) for r in cache),
+    )
+
+
+# --- Swarm services and tasks (/services, /tasks: managers only) -----------------------------
+
+
+@dataclass(frozen=True)
+class ServiceRecord:
+    id: str
+    name: str
+    mode: str  # replicated, global, replicated-job, global-job ("" when not given)
+    replicas: int | None  # Spec.Mode.Replicated.Replicas
+    desired_tasks: int | None  # ServiceStatus.DesiredTasks (?status=true, API 1.41+)
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    service_id: str
+    state: str  # Status.State: new, pending, ..., running, complete, failed, shutdown, ...
+    desired_state: str  # DesiredState: running, shutdown, ...
+
+
+_SERVICE_MODES = {
+    "Replicated": "replicated",
+    "Global": "global",
+    "ReplicatedJob": "replicated-job",
+    "GlobalJob": "global-job",
+}
+
+
+def _object(raw: Fields, key: str) -> Mapping[str, Any]:
+    value = raw.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def swarm_manager(info: object) -> bool:
+    """/info says this engine is an active Swarm manager (it may answer /services)."""
+    if not isinstance(info, dict):
+        return False
+    swarm = _object(info, "Swarm")
+    return swarm.get("ControlAvailable") is True and swarm.get("LocalNodeState") == "active"
+
+
+def parse_services(data: object) -> tuple[ServiceRecord, ...]:
+    services = []
+    for raw in _objects(data, "/services"):
+        spec = _object(raw, "Spec")
+        modes = _object(spec, "Mode")
+        mode = next((_SERVICE_MODES[k] for k in modes if k in _SERVICE_MODES), "")
+        status = raw.get("ServiceStatus")
+        services.append(
+            ServiceRecord(
+                id=_str(raw, "ID"),
+                name=_str(spec, "Name"),
+                mode=mode,
+                replicas=_count(_object(modes, "Replicated"), "Replicas"),
+                desired_tasks=_count(status, "DesiredTasks") if isinstance(status, dict) else None,
+            )
+        )
+    return tuple(_unique((s for s in services if s.id and s.name), "id", "name"))
+
+
+def parse_tasks(data: object) -> tuple[TaskRecord, ...]:
+    return tuple(
+        TaskRecord(
+            service_id=_str(raw, "ServiceID"),
+            state=_str(_object(raw, "Status"), "State").lower(),
+            desired_state=_str(raw, "DesiredState").lower(),
+        )
+        for raw in _objects(data, "/tasks")
+        if _str(raw, "ServiceID")
     )

@@ -19,6 +19,8 @@ from .records import (
     DiskUsageRecord,
     EngineInfo,
     ImageRecord,
+    ServiceRecord,
+    TaskRecord,
     VolumeRecord,
     project_of,
 )
@@ -503,3 +505,45 @@ def project_rw_bytes(
         if project and c.rw is not None:
             out[project] = out.get(project, 0) + c.rw
     return out
+
+
+# --- Swarm services -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServiceFacts:
+    name: str
+    mode: str
+    desired: int | None  # None where neither the engine nor the spec says
+    tasks: Mapping[str, int]  # current task state -> tasks; "running" always present
+
+
+@dataclass(frozen=True)
+class SwarmSnapshot:
+    collected_at: float
+    manager: bool  # False: a worker or no Swarm; nothing was asked, nothing is exported
+    services: tuple[ServiceFacts, ...] = ()
+
+
+def build_swarm(
+    services: Iterable[ServiceRecord], tasks: Iterable[TaskRecord], collected_at: float
+) -> SwarmSnapshot:
+    """Desired and current tasks per service, from one /services and one /tasks answer."""
+    by_service: dict[str, dict[str, int]] = {}
+    not_shut_down: Counter[str] = Counter()
+    for t in tasks:
+        states = by_service.setdefault(t.service_id, {"running": 0})
+        states[t.state] = states.get(t.state, 0) + 1
+        if t.desired_state != "shutdown":
+            not_shut_down[t.service_id] += 1
+    facts = []
+    for s in sorted(services, key=lambda s: s.name):
+        desired = s.desired_tasks
+        if desired is None and s.mode == "replicated":
+            desired = s.replicas
+        elif desired is None and s.mode == "global":
+            # as the engine computes DesiredTasks: its tasks not meant to shut down
+            desired = not_shut_down[s.id]
+        tasks_of = by_service.get(s.id, {"running": 0})
+        facts.append(ServiceFacts(s.name, s.mode, desired, dict(sorted(tasks_of.items()))))
+    return SwarmSnapshot(collected_at, True, tuple(facts))

@@ -38,6 +38,7 @@ class Target:
         self.state = State(
             disk_usage=schedules.disk_usage.enabled,
             container_sizes=schedules.container_sizes.enabled,
+            swarm=schedules.swarm.enabled,
         )
         collectors: list[Collector] = [
             DockerCollector(
