@@ -20,10 +20,11 @@ import pytest
 from exporter.records import parse_disk_usage, timestamp
 from exporter.snapshot import build_cache_idle_bytes
 from tests.harness import scenario as sc
-from tests.harness.dockerd import Engine
+from tests.harness.dockerd import Engine, dockerd_available, start_engine
 from tests.support.env import clean_env, need
 from tests.support.humanize import human_size
-from tests.support.promql import series, value
+from tests.support.process import free_port
+from tests.support.promql import Samples, series, value
 
 pytestmark = pytest.mark.integration
 FAST = ("--collect.interval", "1s", "--collect.disk-usage-interval", "1s")
@@ -235,3 +236,85 @@ def _bytes(text: str) -> float:
         if text.endswith(unit):
             return float(text[: -len(unit)]) * units[unit]
     raise ValueError(text)
+
+
+# --------------------------------------------------------------------------- Swarm
+
+OFFLINE_ENV = {"DOCKER_SERVICE_PREFER_OFFLINE_IMAGE": "1"}  # tasks use local images only
+
+
+def _service_ls(engine: Engine) -> dict[str, str]:
+    """name -> REPLICAS as 'docker service ls' prints it ('running/desired')."""
+    return {r["Name"]: r["Replicas"] for r in cli_json(engine, "service", "ls")}
+
+
+def _replicas(s: Samples, service: str) -> str:
+    """The exporter's figures as 'docker service ls' prints them: 'running/desired'."""
+    running = value(s, "docker_swarm_service_tasks", service=service, state="running")
+    desired = [
+        value(s, "docker_swarm_service_replicas_desired", **x)
+        for x in series(s, "docker_swarm_service_replicas_desired")
+        if x["service"] == service
+    ]
+    if running is None or len(desired) != 1 or desired[0] is None:
+        return f"no figures ({running}, {desired})"
+    return f"{int(running)}/{int(desired[0])}"
+
+
+def _tasks(s: Samples, service: str, state: str) -> float:
+    return value(s, "docker_swarm_service_tasks", service=service, state=state) or 0.0
+
+
+def test_swarm_services_desired_and_running(engine_build, run_exporter):
+    """A private engine of the test's own: before 'swarm init' no Swarm series; after it, a
+    replicated service of 2 and a global one, then scaled to 3, then one task killed."""
+    need(dockerd_available(engine_build))
+    engine = start_engine(daemon_env=OFFLINE_ENV, build=engine_build)
+    try:
+        build_base(engine)
+        flags = (
+            *("--docker.host", engine.unix_url, "--collect.interval", "1s"),
+            *("--collect.swarm-interval", "1s", "--collect.disk-usage-interval", "0"),
+        )
+        before = run_exporter(*flags, env=clean_env())
+        s = before.wait_for(
+            lambda s: value(s, "docker_exporter_collection_success", collector="swarm") == 1
+        )
+        assert [name for name, _ in s if name.startswith("docker_swarm_")] == []
+        before.stop()
+
+        engine.cli("swarm", "init", "--advertise-addr", "127.0.0.1",
+                   "--listen-addr", f"127.0.0.1:{free_port()}")  # fmt: skip
+        sleep = (sc.BASE, "sleep", "100000")
+        common = ("service", "create", "--detach", "--no-resolve-image", "--init")
+        engine.cli(*common, "--name", "rep", "--replicas", "2", *sleep)
+        engine.cli(*common, "--name", "glob", "--mode", "global", *sleep)
+        exp = run_exporter(*flags, env=clean_env())
+
+        def as_cli(s: Samples, rep: str, glob: str) -> bool:
+            cli = _service_ls(engine)
+            mine = {"rep": _replicas(s, "rep"), "glob": _replicas(s, "glob")}
+            return mine == {"rep": rep, "glob": glob} == {k: cli.get(k) for k in mine}
+
+        s = exp.wait_for(lambda s: as_cli(s, "2/2", "1/1"), timeout=90)
+        desired = "docker_swarm_service_replicas_desired"
+        assert value(s, desired, service="rep", mode="replicated") == 2
+        assert value(s, desired, service="glob", mode="global") == 1
+
+        engine.cli("service", "scale", "--detach", "rep=3")
+        s = exp.wait_for(lambda s: as_cli(s, "3/3", "1/1"), timeout=90)
+        assert value(s, desired, service="rep", mode="replicated") == 3
+
+        label = "label=com.docker.swarm.service.name=rep"
+        victim = engine.cli("ps", "-q", "--filter", label).stdout.split()[0]
+        engine.cli("kill", victim)
+        s = exp.wait_for(
+            lambda s: _tasks(s, "rep", "failed") >= 1 and as_cli(s, "3/3", "1/1"), timeout=90
+        )
+        ps = engine.cli("service", "ps", "rep", "--format", "{{.CurrentState}}").stdout
+        states = [line.split()[0].lower() for line in ps.splitlines() if line.strip()]
+        assert _tasks(s, "rep", "failed") == states.count("failed") == 1
+        assert _tasks(s, "rep", "running") == states.count("running") == 3
+        exp.stop()
+    finally:
+        engine.close()
