@@ -318,3 +318,48 @@ def test_swarm_services_desired_and_running(engine_build, run_exporter):
         exp.stop()
     finally:
         engine.close()
+
+
+# --------------------------------------------------------------------------- Podman
+
+
+def test_podman_volumes_and_no_swarm(run_exporter):
+    """Podman 4.3's /system/df lists volumes with their size and RefCount, but with an empty
+    Driver, no CreatedAt and no Labels (a labelled volume loses its project); it has no
+    Swarm (/info: LocalNodeState inactive), so the swarm job asks nothing."""
+    from tests.harness.podman import ULIMITS, podman_available, start_podman
+
+    need(podman_available())
+    pod = start_podman()
+    try:
+        ctx = sc.write_context(pod.root / "b", sc._BASE_DOCKERFILE, with_busybox=True)
+        pod.cli("build", "-t", sc.BASE, str(ctx))
+        pod.cli("volume", "create", "--label", "com.docker.compose.project=pp", "pv-dangling")
+        pod.cli("run", *ULIMITS, "--rm", "-v", "pv-dangling:/data", sc.BASE,
+                "sh", "-c", "head -c 20480 /dev/zero > /data/f")  # fmt: skip
+        pod.cli("run", "-d", *ULIMITS, "--name", "pv-user", "-v", "pv-used:/data", sc.BASE,
+                "sleep", "100000")  # fmt: skip
+        pod.cli("exec", "pv-user", "sh", "-c", "head -c 51200 /dev/zero > /data/f")
+        exp = run_exporter(
+            "--docker.host", pod.unix_url, *FAST, "--collect.swarm-interval", "1s",
+            env=clean_env(),
+        )  # fmt: skip
+        s = exp.wait_for(lambda s: value(s, "docker_volumes_dangling") is not None)
+        dangling = pod.cli("volume", "ls", "-q", "-f", "dangling=true").stdout.split()
+        assert dangling == ["pv-dangling"]
+        assert value(s, "docker_volumes_dangling") == 1
+        assert value(s, "docker_volumes_dangling_bytes") == 20480
+        assert value(s, "docker_volume_size_bytes", volume="pv-used", driver="") == 51200
+        assert value(s, "docker_volume_size_bytes", volume="pv-dangling", driver="") == 20480
+        assert value(s, "docker_volume_containers", volume="pv-used") == 1
+        assert series(s, "docker_volume_created_timestamp_seconds") == []
+        assert series(s, "docker_project_volume_bytes") == []  # the label is not in the df
+        for state in ("in_use", "unused", "shared"):  # Podman's BuildCache is []
+            assert value(s, "docker_build_cache_bytes", state=state) == 0
+        assert value(s, "docker_build_cache_idle_bytes", idle_for="24h") == 0
+        s = exp.wait_for(
+            lambda s: value(s, "docker_exporter_collection_success", collector="swarm") == 1
+        )
+        assert [name for name, _ in s if name.startswith("docker_swarm_")] == []
+    finally:
+        pod.close()
