@@ -389,7 +389,8 @@ PROJECT_VOLUME_BYTES = _g(
 PROJECT_RW_BYTES = _g(
     "docker_project_rw_bytes",
     ("project",),
-    "Bytes in the writable layers of the project's containers (SizeRw).",
+    "Bytes in the writable layers of the project's containers (SizeRw; Docker leaves out a"
+    " SizeRw of 0, which counts 0).",
     CONTAINER_SIZES,
 )
 

@@ -495,15 +495,19 @@ def project_rw_bytes(
     sizes: ContainerSizesSnapshot, inventory: InventorySnapshot | None
 ) -> dict[str, int]:
     """Writable-layer bytes per compose project or stack, of the containers the newest
-    inventory lists (by name); {} without an inventory."""
+    inventory lists (by name); {} without an inventory.
+
+    A project has a value once one of its containers is in the sizes answer. Docker leaves
+    SizeRw out when it is 0 (omitempty, even with size=1), so a missing one adds nothing.
+    """
     if inventory is None:
         return {}
     projects = inventory.container_projects
     out: dict[str, int] = {}
     for c in sizes.containers:
         project = projects.get(c.name)
-        if project and c.rw is not None:
-            out[project] = out.get(project, 0) + c.rw
+        if project:
+            out[project] = out.get(project, 0) + (c.rw or 0)
     return out
 
 

@@ -273,8 +273,10 @@ CONTAINERS = [
 def project_state() -> State:
     state = State(container_sizes=True)
     # the compose label is not among the allowlisted keys: projects are read all the same
-    publish(state.inventory, inventory_from([], CONTAINERS, labels=("weird",)))
+    quiet = container("quiet-1", "running", {STACK: "quiet"})
+    publish(state.inventory, inventory_from([], [*CONTAINERS, quiet], labels=("weird",)))
     sizes = [dict(c, SizeRw=n) for c, n in zip(CONTAINERS, (1, 10, 100, 1000, 10000, 100000))]
+    sizes.append(quiet)  # a SizeRw of 0: Docker leaves it out
     publish(state.container_sizes, build_container_sizes(parse_containers(sizes), NOW))
     return state
 
@@ -297,10 +299,10 @@ def test_project_containers_by_state_with_zeros(per_container: bool) -> None:
         if f.name == "docker_project_containers"
         for s in f.samples
     }
-    assert projects == {"shop", "blog", "compose-wins"}
+    assert projects == {"shop", "blog", "compose-wins", "quiet"}
     families = [f for f in registry.collect() if f.name == "docker_project_containers"]
     samples = [s for f in families for s in f.samples]
-    assert len(samples) == 3 * 7
+    assert len(samples) == 4 * 7
 
 
 @pytest.mark.parametrize("per_container", [True, False])
@@ -308,9 +310,9 @@ def test_project_rw_bytes_sum_the_containers_writable_layers(per_container: bool
     registry = exporter_registry(project_state(), per_container=per_container)
     rw = {
         p: registry.get_sample_value("docker_project_rw_bytes", {"project": p})
-        for p in ("shop", "blog", "compose-wins")
+        for p in ("shop", "blog", "compose-wins", "quiet")
     }
-    assert rw == {"shop": 111, "blog": 1000, "compose-wins": 10000}
+    assert rw == {"shop": 111, "blog": 1000, "compose-wins": 10000, "quiet": 0}
     has_per_container = registry.get_sample_value(
         "docker_container_rw_size_bytes", {"name": "loner"}
     )
