@@ -12,7 +12,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 
 from .filesystem import FilesystemUsage
-from .metrics import BUILD_CACHE_IDLE_FOR, CONTAINER_STATES, DISK_RESOURCES
+from .metrics import BUILD_CACHE_IDLE_FOR, BUILD_CACHE_STATES, CONTAINER_STATES, DISK_RESOURCES
 from .records import (
     BuildCacheRecord,
     ContainerRecord,
@@ -458,7 +458,7 @@ def _prunable(record: BuildCacheRecord, cutoff: float) -> bool:
 
 def summarize_build_cache(records: Iterable[BuildCacheRecord], now: float) -> BuildCacheSummary:
     records = tuple(records)
-    states = {"in_use": 0, "unused": 0, "shared": 0}
+    states = dict.fromkeys(BUILD_CACHE_STATES, 0)
     for r in records:
         state = "shared" if r.shared else "in_use" if r.in_use else "unused"
         states[state] += r.size or 0
