@@ -162,11 +162,29 @@ class ContainerSizesJob(Job[ContainerSizesSnapshot]):
 
 class SwarmJob(Job[SwarmSnapshot]):
     """Services and tasks of a Swarm manager: /services and /tasks, two requests whatever
-    their number. A worker or an engine outside Swarm is asked nothing (its /info, read on
-    connect and hourly with /version, says so)."""
+    their number.
+
+    Whether the engine is a manager is what the newest inventory read from /info (on
+    connect and hourly, with /version). Until an inventory says so, this job does not even
+    connect: a worker, an engine outside Swarm, or one that does not answer costs nothing
+    and holds no worker.
+    """
+
+    def __init__(
+        self,
+        client: EngineClient,
+        schedule: JobSchedule,
+        slot: Slot[SwarmSnapshot],
+        inventory: Slot[InventorySnapshot],
+    ) -> None:
+        super().__init__(client, schedule, slot)
+        self.inventory = inventory
 
     def collect(self, now: float) -> SwarmSnapshot:
-        if not self.client.engine().swarm_manager:
+        seen = self.inventory.result.snapshot
+        if seen is None or not seen.engine.swarm_manager:
+            return SwarmSnapshot(now, manager=False)
+        if not self.client.engine().swarm_manager:  # it left the swarm since
             return SwarmSnapshot(now, manager=False)
         services = parse_services(self.client.services())
         tasks = parse_tasks(self.client.tasks())
@@ -268,7 +286,9 @@ def build_jobs(
             )
         )
     if schedules.swarm.enabled:
-        jobs.append(SwarmJob(client(schedules.swarm), schedules.swarm, state.swarm))
+        jobs.append(
+            SwarmJob(client(schedules.swarm), schedules.swarm, state.swarm, state.inventory)
+        )
     if schedules.container_sizes.enabled:
         jobs.append(
             ContainerSizesJob(

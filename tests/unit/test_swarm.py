@@ -10,7 +10,7 @@ import pytest
 
 from exporter.config import EngineConfig, JobSchedule
 from exporter.engine import EngineClient
-from exporter.jobs import DiskUsageJob, SwarmJob
+from exporter.jobs import DiskUsageJob, InventoryJob, SwarmJob
 from exporter.records import parse_services, parse_tasks, swarm_manager
 from exporter.snapshot import build_swarm
 from exporter.state import State
@@ -115,10 +115,24 @@ def swarm_answers(n_services: int, n_tasks_each: int, manager: bool) -> dict[str
     return {
         "/version": load("synthetic/version-1.52.json"),
         "/info": info(True) if manager else INFO,
+        "/images/json": load("synthetic/images-1.52.json"),
+        "/containers/json": load("synthetic/containers-1.52.json"),
         "/services": services,
         "/tasks": tasks,
         "/system/df": df,
     }
+
+
+def jobs(engine: FakeEngine, state: State) -> tuple[InventoryJob, SwarmJob, DiskUsageJob]:
+    def client() -> EngineClient:
+        return EngineClient(EngineConfig(engine.url), 2.0)
+
+    schedule = JobSchedule(15.0, 2.0)
+    return (
+        InventoryJob(client(), schedule, state.inventory, ()),
+        SwarmJob(client(), schedule, state.swarm, state.inventory),
+        DiskUsageJob(client(), JobSchedule(300.0, 2.0), state.disk_usage, ("volumes",), "off"),
+    )
 
 
 @pytest.mark.parametrize(("n_services", "n_tasks"), [(1, 1), (50, 20)])
@@ -127,22 +141,20 @@ def test_requests_per_collection_are_constant(n_services: int, n_tasks: int, man
     engine = FakeEngine(swarm_answers(n_services, n_tasks, manager))
     try:
         state = State(swarm=True)
-        client = EngineClient(EngineConfig(engine.url), 2.0)
-        swarm = SwarmJob(client, JobSchedule(15.0, 2.0), state.swarm)
-        df = DiskUsageJob(
-            EngineClient(EngineConfig(engine.url), 2.0),
-            JobSchedule(300.0, 2.0),
-            state.disk_usage,
-            ("volumes",),
-            "off",
-        )
+        inventory, swarm, df = jobs(engine, state)
         for _ in range(3):
+            publish(state.inventory, inventory.collect(NOW))
             publish(state.swarm, swarm.collect(NOW))
             publish(state.disk_usage, df.collect(NOW))
-        # /version and /info once per client (two clients), then per collection: /system/df,
-        # and on a manager /services and /tasks; nothing grows with services, tasks, volumes
+        # /version and /info once per client, then per collection: the two lists, /system/df,
+        # and on a manager /services and /tasks; nothing grows with services, tasks, volumes.
+        # The swarm job of an engine that is no manager never connects.
+        clients = 3 if manager else 2
         per_run = {"/services": 3, "/tasks": 3} if manager else {}
-        assert dict(engine.requests) == {"/version": 2, "/info": 2, "/system/df": 3, **per_run}
+        assert dict(engine.requests) == {
+            "/version": clients, "/info": clients,
+            "/images/json": 3, "/containers/json": 3, "/system/df": 3, **per_run,
+        }  # fmt: skip
         view = state.view()
         assert view.swarm is not None and view.swarm.manager is manager
         assert len(view.swarm.services) == (n_services if manager else 0)
@@ -159,12 +171,27 @@ def test_requests_per_collection_are_constant(n_services: int, n_tasks: int, man
         engine.close()
 
 
+def test_nothing_is_asked_before_an_inventory_saw_a_manager():
+    """The first swarm run may come before the first inventory: it asks nothing either."""
+    engine = FakeEngine(swarm_answers(1, 1, True))
+    try:
+        state = State(swarm=True)
+        inventory, swarm, _ = jobs(engine, state)
+        assert swarm.collect(NOW).manager is False
+        assert dict(engine.requests) == {}
+        publish(state.inventory, inventory.collect(NOW))
+        assert swarm.collect(NOW).manager is True
+    finally:
+        engine.close()
+
+
 def test_status_is_asked_from_api_1_41():
     engine = FakeEngine(swarm_answers(1, 1, True))
     try:
         state = State(swarm=True)
-        client = EngineClient(EngineConfig(engine.url), 2.0)
-        SwarmJob(client, JobSchedule(15.0, 2.0), state.swarm).collect(NOW)
+        inventory, swarm, _ = jobs(engine, state)
+        publish(state.inventory, inventory.collect(NOW))
+        swarm.collect(NOW)
         assert ("/services", "status=true") in engine.queries
     finally:
         engine.close()
