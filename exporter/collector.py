@@ -13,7 +13,7 @@ are dropped rather than served stale.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Union
 
@@ -30,6 +30,9 @@ from .snapshot import (
     ImageDiskFacts,
     ImageFacts,
     InventorySnapshot,
+    SwarmSnapshot,
+    VolumeFacts,
+    project_rw_bytes,
 )
 from .state import State, View
 
@@ -161,6 +164,23 @@ def container_size_rows(c: ContainerSize) -> tuple[Rows, ...]:
     )
 
 
+VOLUME_HEADS = (Head.of(m.VOLUME_SIZE), Head.of(m.VOLUME_CONTAINERS), Head.of(m.VOLUME_CREATED))
+
+
+def volume_rows(v: VolumeFacts) -> tuple[Rows, ...]:
+    name = (v.name,)
+    return (
+        () if v.size is None else (((v.name, v.driver), float(v.size)),),
+        () if v.containers is None else ((name, float(v.containers)),),
+        () if v.created is None else ((name, v.created),),
+    )
+
+
+def _by_key(spec: MetricSpec, values: Mapping[str, int]) -> Families:
+    """One series per key (a project, a state), in sorted order."""
+    return Families((Head.of(spec),), (tuple(((k,), float(values[k])) for k in sorted(values)),))
+
+
 def current_image_disk(
     disk_usage: DiskUsageSnapshot, inventory: InventorySnapshot | None
 ) -> tuple[ImageDiskFacts, ...]:
@@ -190,6 +210,20 @@ def current_container_sizes(
     return tuple(c for c in sizes.containers if c.name in names)
 
 
+def _swarm(snap: SwarmSnapshot) -> Families:
+    return Families(
+        (Head.of(m.SWARM_DESIRED), Head.of(m.SWARM_TASKS)),
+        (
+            tuple(
+                ((s.name, s.mode), float(s.desired)) for s in snap.services if s.desired is not None
+            ),
+            tuple(
+                ((s.name, state), float(n)) for s in snap.services for state, n in s.tasks.items()
+            ),
+        ),
+    )
+
+
 # --- the plan ----------------------------------------------------------------------------------
 
 
@@ -201,8 +235,10 @@ class DockerCollector(Collector):
         per_container: bool = True,
         label_names: tuple[str, ...] = (),
         alert_thresholds: tuple[tuple[str, float], ...] = (),
+        per_volume: bool = True,
     ) -> None:
         self.state = state
+        self.per_volume = per_volume
         self.per_image = per_image
         self.per_container = per_container
         self.label_names = label_names
@@ -242,6 +278,11 @@ class DockerCollector(Collector):
             parts += self._disk_usage(view.disk_usage, view.inventory)
         if view.container_sizes is not None and self.per_container:
             parts.append(self._container_sizes(view.container_sizes, view.inventory))
+        if view.container_sizes is not None:  # per project: also without per-container series
+            rw = project_rw_bytes(view.container_sizes, view.inventory)
+            parts.append(_by_key(m.PROJECT_RW_BYTES, rw))
+        if view.swarm is not None and view.swarm.manager:
+            parts.append(_swarm(view.swarm))
         return parts
 
     def _exporter(self, view: View) -> Families:
@@ -282,6 +323,19 @@ class DockerCollector(Collector):
                 (tuple(((s,), float(n)) for s, n in snap.containers_by_state.items()),),
             ),
         ]
+        projects = snap.projects
+        parts.append(
+            Families(
+                (Head.of(m.PROJECT_CONTAINERS),),
+                (
+                    tuple(
+                        ((p, state), float(n))
+                        for p in sorted(projects)
+                        for state, n in projects[p].items()
+                    ),
+                ),
+            )
+        )
         if e.data_root:  # known from /info
             storage = ((e.data_root, e.storage_driver), 1.0)
             parts.insert(1, Families((Head.of(m.ENGINE_STORAGE_INFO),), ((storage,),)))
@@ -316,6 +370,23 @@ class DockerCollector(Collector):
         if snap.data_root_fs is not None:
             parts.append(_single(m.DATA_ROOT_FS_SIZE, float(snap.data_root_fs.size)))
             parts.append(_single(m.DATA_ROOT_FS_AVAIL, float(snap.data_root_fs.avail)))
+        volumes = snap.volumes_summary
+        if volumes is not None:
+            parts.append(_single(m.VOLUMES_DANGLING, float(volumes.dangling)))
+            parts.append(_single(m.VOLUMES_DANGLING_BYTES, float(volumes.dangling_bytes)))
+            parts.append(_by_key(m.PROJECT_VOLUME_BYTES, volumes.project_bytes))
+            if self.per_volume:
+                parts.append(ObjectFamilies("volumes", VOLUME_HEADS, snap.volumes, volume_rows))  # type: ignore[arg-type]
+        cache = snap.build_cache
+        if cache is not None:
+            parts.append(_by_key(m.BUILD_CACHE_BYTES, cache.bytes_by_state))
+            idle = cache.idle_bytes
+            parts.append(
+                Families(
+                    (Head.of(m.BUILD_CACHE_IDLE),),
+                    (tuple(((label,), float(idle[label])) for label, _ in m.BUILD_CACHE_IDLE_FOR),),
+                )
+            )
         if "images" in snap.resources:
             parts.append(_single(m.IMAGES_DANGLING_UNIQUE, float(snap.dangling_unique)))
             parts.append(_single(m.IMAGES_UNUSED_UNIQUE, float(snap.unused_unique)))

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from . import durations
 from .filesystem import AUTO
-from .metrics import CONTAINER_SIZES, DISK_RESOURCES, DISK_USAGE, INVENTORY
+from .metrics import CONTAINER_SIZES, DISK_RESOURCES, DISK_USAGE, INVENTORY, SWARM
 from .thresholds import THRESHOLDS, parse_threshold
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
@@ -114,6 +114,15 @@ JOB_SETTINGS = (
         True,
         "container size (/containers/json?size=1, costly)",
     ),
+    JobSetting(
+        SWARM,
+        "swarm-",
+        "swarm_",
+        "15s",
+        "5s",
+        True,
+        "Swarm services (/services and /tasks, asked of Swarm managers only)",
+    ),
 )
 
 
@@ -174,6 +183,12 @@ PER_IMAGE = Flag(
 PER_CONTAINER = Flag(
     "--collect.per-container",
     "export per-container series (off leaves the totals)",
+    True,
+    boolean=True,
+)
+PER_VOLUME = Flag(
+    "--collect.per-volume",
+    "export per-volume series (off leaves the dangling and per-project totals)",
     True,
     boolean=True,
 )
@@ -264,6 +279,7 @@ FLAG_GROUPS: dict[str, tuple[Flag, ...]] = {
         RESOURCES,
         PER_IMAGE,
         PER_CONTAINER,
+        PER_VOLUME,
         LABELS,
         MAX_ANSWER,
         DATA_ROOT_FS,
@@ -317,6 +333,7 @@ class Schedules:
     inventory: JobSchedule
     disk_usage: JobSchedule
     container_sizes: JobSchedule
+    swarm: JobSchedule
 
 
 @dataclass(frozen=True)
@@ -331,6 +348,7 @@ class TargetSettings:
     max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES
     data_root_filesystem: str = AUTO  # auto, off, or the data root's path as seen here
     alert_thresholds: tuple[tuple[str, float], ...] = ()  # (threshold name, value) set
+    per_volume: bool = True
 
     @property
     def label_names(self) -> tuple[str, ...]:
@@ -613,7 +631,7 @@ def settings_from(
         changes["max_answer_bytes"] = parse_size(
             str(values["max_answer_size"]), names["max_answer_size"]
         )
-    for key in ("per_image", "per_container"):
+    for key in ("per_image", "per_container", "per_volume"):
         if values.get(key) is not None:
             changes[key] = values[key]
     if values.get("data_root_filesystem") is not None:
@@ -646,6 +664,7 @@ FLAG_KEYS: dict[str, Flag] = {
     "disk_usage_resources": RESOURCES,
     "per_image": PER_IMAGE,
     "per_container": PER_CONTAINER,
+    "per_volume": PER_VOLUME,
     "container_labels": LABELS,
     "max_answer_size": MAX_ANSWER,
     "data_root_filesystem": DATA_ROOT_FS,

@@ -26,7 +26,7 @@ import requests
 import urllib3
 
 from .config import DEFAULT_MAX_ANSWER_BYTES, EngineConfig
-from .records import EngineDataError, EngineInfo, parse_info, parse_version
+from .records import EngineDataError, EngineInfo, parse_info, parse_version, swarm_manager
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +46,10 @@ INFO = "/info"
 IMAGES = "/images/json"
 CONTAINERS = "/containers/json"
 SYSTEM_DF = "/system/df"
+SERVICES = "/services"  # the swarm job, on Swarm managers only
+TASKS = "/tasks"
 # Every path this client requests; the socket-proxy config and the README list exactly these.
-ENDPOINTS = (VERSION, INFO, IMAGES, CONTAINERS, SYSTEM_DF)
+ENDPOINTS = (VERSION, INFO, IMAGES, CONTAINERS, SYSTEM_DF, SERVICES, TASKS)
 
 
 # OpenSSL alert reasons a TLS server sends when it rejects (or misses) the client certificate
@@ -353,8 +355,11 @@ class EngineClient:
         if self._engine is None or now - self._engine_read_at > VERSION_TTL:
             version = parse_version(self._get(VERSION, None, self.timeout))
             self._engine = version  # /info below is asked in the engine's API version
+            manager = False
             try:
-                data_root, driver = parse_info(self._get(INFO, None, self.timeout))
+                info: Any = self._get(INFO, None, self.timeout)
+                data_root, driver = parse_info(info)
+                manager = swarm_manager(info)
             except EngineError as exc:
                 if not isinstance(exc.__cause__, requests.exceptions.HTTPError):
                     raise
@@ -364,7 +369,9 @@ class EngineClient:
                     log.warning("%s; the data root and storage driver are unknown", exc)
                     self._info_refused = str(exc)
                 data_root, driver = "", ""
-            self._engine = replace(version, data_root=data_root, storage_driver=driver)
+            self._engine = replace(
+                version, data_root=data_root, storage_driver=driver, swarm_manager=manager
+            )
             self._engine_read_at = now
         return self._engine
 
@@ -390,6 +397,16 @@ class EngineClient:
         self.engine()
         params = {"all": "1", "size": "1"} if size else {"all": "1"}
         return self._get(CONTAINERS, params, timeout or self.timeout, decode)
+
+    def services(self) -> Any:
+        """/services, with each service's task counts (ServiceStatus) from API 1.41."""
+        params = {"status": "true"} if self.api_at_least("1.41") else None
+        return self._get(SERVICES, params, self.timeout)
+
+    def tasks(self) -> Any:
+        """/tasks: every task the swarm holds (task history included)."""
+        self.engine()
+        return self._get(TASKS, None, self.timeout)
 
     def disk_usage(self, types: tuple[str, ...] | None, timeout: float) -> Any:
         """/system/df; ``types`` (API 1.42+) limits it to those object types.

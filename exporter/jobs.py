@@ -27,19 +27,24 @@ from .config import EngineConfig, JobSchedule, TargetSettings
 from .engine import EngineClient, EngineError, quoted
 from .filesystem import OFF, FilesystemUsage, data_root_path, measure
 from .records import (
+    PROJECT_LABELS,
     EngineDataError,
     EngineInfo,
     decode_containers,
     decode_images,
     parse_disk_usage,
+    parse_services,
+    parse_tasks,
 )
 from .snapshot import (
     ContainerSizesSnapshot,
     DiskUsageSnapshot,
     InventorySnapshot,
+    SwarmSnapshot,
     build_container_sizes,
     build_disk_usage,
     build_inventory,
+    build_swarm,
 )
 from .state import JobStatus, Slot, State
 
@@ -99,9 +104,9 @@ class InventoryJob(Job[InventorySnapshot]):
                 quoted(engine.api_version),
             )
         images = self.client.images(decode_images)
-        containers = self.client.containers(
-            decode=lambda body: decode_containers(body, frozenset(self.label_keys))
-        )
+        # the project labels always: docker_project_containers counts by them
+        keys = frozenset(self.label_keys).union(PROJECT_LABELS)
+        containers = self.client.containers(decode=lambda body: decode_containers(body, keys))
         return build_inventory(engine, images, containers, now, self.label_keys)
 
 
@@ -153,6 +158,37 @@ class ContainerSizesJob(Job[ContainerSizesSnapshot]):
             decode=lambda body: decode_containers(body, ()),  # sizes only: no labels
         )
         return build_container_sizes(containers, now)
+
+
+class SwarmJob(Job[SwarmSnapshot]):
+    """Services and tasks of a Swarm manager: /services and /tasks, two requests whatever
+    their number.
+
+    Whether the engine is a manager is what the newest inventory read from /info (on
+    connect and hourly, with /version). Until an inventory says so, this job does not even
+    connect: a worker, an engine outside Swarm, or one that does not answer costs nothing
+    and holds no worker.
+    """
+
+    def __init__(
+        self,
+        client: EngineClient,
+        schedule: JobSchedule,
+        slot: Slot[SwarmSnapshot],
+        inventory: Slot[InventorySnapshot],
+    ) -> None:
+        super().__init__(client, schedule, slot)
+        self.inventory = inventory
+
+    def collect(self, now: float) -> SwarmSnapshot:
+        seen = self.inventory.result.snapshot
+        if seen is None or not seen.engine.swarm_manager:
+            return SwarmSnapshot(now, manager=False)
+        if not self.client.engine().swarm_manager:  # it left the swarm since
+            return SwarmSnapshot(now, manager=False)
+        services = parse_services(self.client.services())
+        tasks = parse_tasks(self.client.tasks())
+        return build_swarm(services, tasks, now)
 
 
 class Runner(Generic[S]):
@@ -248,6 +284,10 @@ def build_jobs(
                 settings.data_root_filesystem,
                 log_prefix,
             )
+        )
+    if schedules.swarm.enabled:
+        jobs.append(
+            SwarmJob(client(schedules.swarm), schedules.swarm, state.swarm, state.inventory)
         )
     if schedules.container_sizes.enabled:
         jobs.append(

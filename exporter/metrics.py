@@ -38,7 +38,7 @@ def _g(name: str, labels: tuple[str, ...], text: str, job: str) -> MetricSpec:
 INVENTORY = "inventory"
 DISK_USAGE = "disk_usage"
 CONTAINER_SIZES = "container_sizes"
-JOBS = (INVENTORY, DISK_USAGE, CONTAINER_SIZES)
+JOBS: tuple[str, ...] = (INVENTORY, DISK_USAGE, CONTAINER_SIZES)
 
 CONTAINER_STATES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
 DISK_RESOURCES = ("images", "containers", "volumes", "build_cache")
@@ -318,4 +318,110 @@ IMAGES_UNUSED_UNIQUE = _g(
 
 ALL: tuple[MetricSpec, ...] = tuple(
     v for v in list(globals().values()) if isinstance(v, MetricSpec)
+)
+
+# --- volumes, build cache, compose projects and Swarm services (issue 19) --------------------
+BUILD_CACHE_IDLE_FOR = (("24h", 86400.0), ("168h", 604800.0))  # idle_for label, seconds
+BUILD_CACHE_STATES = ("in_use", "unused", "shared")
+
+VOLUME_KEY = ("volume",)
+VOLUME_SIZE = _g(
+    "docker_volume_size_bytes",
+    ("volume", "driver"),
+    "Bytes in the volume, as 'docker system df -v' shows them; no series where the engine did"
+    " not measure it (its -1: volumes of drivers other than local).",
+    DISK_USAGE,
+)
+VOLUME_CONTAINERS = _g(
+    "docker_volume_containers",
+    VOLUME_KEY,
+    "Containers of any state that reference the volume (its RefCount); 0 for a dangling volume.",
+    DISK_USAGE,
+)
+VOLUME_CREATED = _g(
+    "docker_volume_created_timestamp_seconds",
+    VOLUME_KEY,
+    "Unix time the volume was created.",
+    DISK_USAGE,
+)
+VOLUMES_DANGLING = _g(
+    "docker_volumes_dangling",
+    (),
+    "Volumes no container references, as 'docker volume ls -f dangling=true' counts them.",
+    DISK_USAGE,
+)
+VOLUMES_DANGLING_BYTES = _g(
+    "docker_volumes_dangling_bytes",
+    (),
+    "Measured bytes of the dangling volumes: what 'docker volume prune --all' frees.",
+    DISK_USAGE,
+)
+BUILD_CACHE_BYTES = _g(
+    "docker_build_cache_bytes",
+    ("state",),
+    "Build cache bytes by state, each record in one: shared (its data is also an image's"
+    " layer, counted in the images' disk use too), else in_use (a build or a newer record"
+    " references it), else unused. in_use + unused is the SIZE of 'docker system df', unused"
+    " its RECLAIMABLE.",
+    DISK_USAGE,
+)
+BUILD_CACHE_IDLE = _g(
+    "docker_build_cache_idle_bytes",
+    ("idle_for",),
+    "Build cache bytes 'docker builder prune --filter until=<idle_for>' frees: records not in"
+    " use, not shared, not internal or frontend, last used longer ago than idle_for (or never),"
+    " whose children go too.",
+    DISK_USAGE,
+)
+PROJECT_CONTAINERS = _g(
+    "docker_project_containers",
+    ("project", "state"),
+    "Containers of a compose project (label com.docker.compose.project) or a Swarm stack"
+    " (com.docker.stack.namespace) by state, all seven states present for each project.",
+    INVENTORY,
+)
+PROJECT_VOLUME_BYTES = _g(
+    "docker_project_volume_bytes",
+    ("project",),
+    "Measured bytes of the volumes labelled with the compose project or Swarm stack.",
+    DISK_USAGE,
+)
+PROJECT_RW_BYTES = _g(
+    "docker_project_rw_bytes",
+    ("project",),
+    "Bytes in the writable layers of the project's containers (SizeRw; Docker leaves out a"
+    " SizeRw of 0, which counts 0).",
+    CONTAINER_SIZES,
+)
+
+SWARM = "swarm"
+JOBS += (SWARM,)
+SWARM_DESIRED = _g(
+    "docker_swarm_service_replicas_desired",
+    ("service", "mode"),
+    "Tasks the Swarm service should run: the replicas of a replicated service, one per"
+    " eligible node for a global one (ServiceStatus.DesiredTasks). Only on a Swarm manager.",
+    SWARM,
+)
+SWARM_TASKS = _g(
+    "docker_swarm_service_tasks",
+    ("service", "state"),
+    "The service's tasks by their current state, as the manager holds them (the task history"
+    " included); state running is always present. Only on a Swarm manager.",
+    SWARM,
+)
+
+ALL += (
+    SWARM_DESIRED,
+    SWARM_TASKS,
+    VOLUME_SIZE,
+    VOLUME_CONTAINERS,
+    VOLUME_CREATED,
+    VOLUMES_DANGLING,
+    VOLUMES_DANGLING_BYTES,
+    BUILD_CACHE_BYTES,
+    BUILD_CACHE_IDLE,
+    PROJECT_CONTAINERS,
+    PROJECT_VOLUME_BYTES,
+    PROJECT_RW_BYTES,
 )

@@ -13,6 +13,7 @@ import math
 import re
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, Optional, Protocol, Union
 
 import msgspec
@@ -138,6 +139,48 @@ class EngineInfo:
     product: str
     data_root: str = ""  # DockerRootDir from /info, "" when unknown
     storage_driver: str = ""  # Driver from /info
+    swarm_manager: bool = False  # /info: an active Swarm manager (Swarm.ControlAvailable)
+
+
+# The labels that name a container's or volume's project: docker compose's, then a Swarm
+# stack's. Kept on every record whatever --collect.container-labels allows.
+PROJECT_LABELS = ("com.docker.compose.project", "com.docker.stack.namespace")
+_TIME_RE = re.compile(
+    r"^(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.(\d+))?(Z|[+-]\d\d:?\d\d)$"
+)
+
+
+def project_of(labels: Mapping[str, str]) -> str:
+    """The compose project or Swarm stack a labelled object belongs to; "" for none."""
+    for key in PROJECT_LABELS:
+        value = labels.get(key)
+        if value:
+            return value
+    return ""
+
+
+def timestamp(value: object) -> float | None:
+    """An RFC 3339 time as the engine writes it (nanoseconds, Z or an offset) to Unix
+    seconds; None for absent, junk and Go's zero time (year 1: "never")."""
+    if not isinstance(value, str):
+        return None
+    match = _TIME_RE.match(value.strip())
+    if not match:
+        return None
+    year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
+    if year <= 1:
+        return None
+    fraction = float("0." + match.group(7)) if match.group(7) else 0.0
+    zone = match.group(8)
+    offset = 0
+    if zone != "Z":
+        digits = zone[1:].replace(":", "")
+        offset = (int(digits[:2]) * 60 + int(digits[2:])) * 60 * (1 if zone[0] == "+" else -1)
+    try:
+        moment = datetime(year, month, day, hour, minute, second, tzinfo=timezone.utc)
+    except ValueError:
+        return None
+    return moment.timestamp() + fraction - offset
 
 
 @dataclass(frozen=True)
@@ -145,6 +188,9 @@ class VolumeRecord:
     name: str
     size: int | None
     ref_count: int | None
+    driver: str = ""
+    created: float | None = None
+    project: str = ""  # from the volume's compose or stack label
 
 
 @dataclass(frozen=True)
@@ -153,6 +199,10 @@ class BuildCacheRecord:
     size: int | None
     in_use: bool
     shared: bool
+    type: str = ""  # regular, source.local, exec.cachemount, internal, frontend, ...
+    created: float | None = None
+    last_used: float | None = None  # None: never used since created (BuildKit's null)
+    parents: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -406,8 +456,23 @@ def _volume(raw: Mapping[str, Any]) -> VolumeRecord:
     usage = raw.get("UsageData")
     usage = usage if isinstance(usage, dict) else {}
     return VolumeRecord(
-        name=_str(raw, "Name"), size=_count(usage, "Size"), ref_count=_count(usage, "RefCount")
+        name=_str(raw, "Name"),
+        size=_count(usage, "Size"),
+        ref_count=_count(usage, "RefCount"),
+        driver=_str(raw, "Driver"),
+        created=timestamp(raw.get("CreatedAt")),
+        project=project_of(_labels(raw, PROJECT_LABELS)),
     )
+
+
+def _parents(raw: Mapping[str, Any]) -> tuple[str, ...]:
+    # API 1.42 replaced "Parent" by "Parents"; Docker 23 to 26 spell it " Parents" (a
+    # leading space in moby's struct tag, as recorded from 26.1)
+    for key in ("Parents", " Parents"):
+        if isinstance(raw.get(key), list):
+            return tuple(p for p in _strs(raw, key) if p)
+    parent = _str(raw, "Parent")
+    return (parent,) if parent else ()
 
 
 def _build_cache(raw: Mapping[str, Any]) -> BuildCacheRecord:
@@ -416,6 +481,10 @@ def _build_cache(raw: Mapping[str, Any]) -> BuildCacheRecord:
         size=_count(raw, "Size"),
         in_use=raw.get("InUse") is True,
         shared=raw.get("Shared") is True,
+        type=_str(raw, "Type"),
+        created=timestamp(raw.get("CreatedAt")),
+        last_used=timestamp(raw.get("LastUsedAt")),
+        parents=_parents(raw),
     )
 
 
@@ -441,4 +510,75 @@ def parse_disk_usage(data: object) -> DiskUsageRecord:
         ),
         volumes=None if volumes is None else tuple(_volume(r) for r in volumes),
         build_cache=None if cache is None else tuple(_build_cache(r) for r in cache),
+    )
+
+
+# --- Swarm services and tasks (/services, /tasks: managers only) -----------------------------
+
+
+@dataclass(frozen=True)
+class ServiceRecord:
+    id: str
+    name: str
+    mode: str  # replicated, global, replicated-job, global-job ("" when not given)
+    replicas: int | None  # Spec.Mode.Replicated.Replicas
+    desired_tasks: int | None  # ServiceStatus.DesiredTasks (?status=true, API 1.41+)
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    service_id: str
+    state: str  # Status.State: new, pending, ..., running, complete, failed, shutdown, ...
+    desired_state: str  # DesiredState: running, shutdown, ...
+
+
+_SERVICE_MODES = {
+    "Replicated": "replicated",
+    "Global": "global",
+    "ReplicatedJob": "replicated-job",
+    "GlobalJob": "global-job",
+}
+
+
+def _object(raw: Fields, key: str) -> Mapping[str, Any]:
+    value = raw.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def swarm_manager(info: object) -> bool:
+    """/info says this engine is an active Swarm manager (it may answer /services)."""
+    if not isinstance(info, dict):
+        return False
+    swarm = _object(info, "Swarm")
+    return swarm.get("ControlAvailable") is True and swarm.get("LocalNodeState") == "active"
+
+
+def parse_services(data: object) -> tuple[ServiceRecord, ...]:
+    services = []
+    for raw in _objects(data, "/services"):
+        spec = _object(raw, "Spec")
+        modes = _object(spec, "Mode")
+        mode = next((_SERVICE_MODES[k] for k in modes if k in _SERVICE_MODES), "")
+        status = raw.get("ServiceStatus")
+        services.append(
+            ServiceRecord(
+                id=_str(raw, "ID"),
+                name=_str(spec, "Name"),
+                mode=mode,
+                replicas=_count(_object(modes, "Replicated"), "Replicas"),
+                desired_tasks=_count(status, "DesiredTasks") if isinstance(status, dict) else None,
+            )
+        )
+    return tuple(_unique((s for s in services if s.id and s.name), "id", "name"))
+
+
+def parse_tasks(data: object) -> tuple[TaskRecord, ...]:
+    return tuple(
+        TaskRecord(
+            service_id=_str(raw, "ServiceID"),
+            state=_str(_object(raw, "Status"), "State").lower(),
+            desired_state=_str(raw, "DesiredState").lower(),
+        )
+        for raw in _objects(data, "/tasks")
+        if _str(raw, "ServiceID")
     )

@@ -7,13 +7,23 @@ tested on recorded engine answers alone. The collector only reads these objects.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from .filesystem import FilesystemUsage
-from .metrics import CONTAINER_STATES, DISK_RESOURCES
-from .records import ContainerRecord, DiskUsageRecord, EngineInfo, ImageRecord
+from .metrics import BUILD_CACHE_IDLE_FOR, BUILD_CACHE_STATES, CONTAINER_STATES, DISK_RESOURCES
+from .records import (
+    BuildCacheRecord,
+    ContainerRecord,
+    DiskUsageRecord,
+    EngineInfo,
+    ImageRecord,
+    ServiceRecord,
+    TaskRecord,
+    VolumeRecord,
+    project_of,
+)
 
 ACTIVE_STATES = frozenset({"running", "paused", "restarting"})
 _HEX = frozenset("0123456789abcdef")
@@ -90,6 +100,9 @@ class InventorySnapshot:
     images_dangling: int
     images_unused: int
     containers_by_state: Mapping[str, int]
+    # compose project or Swarm stack -> containers by state (every known state, zeros too)
+    projects: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    container_projects: Mapping[str, str] = field(default_factory=dict)  # name -> project
 
 
 def _outdated(
@@ -149,6 +162,8 @@ def build_inventory(
         )
 
     by_state: dict[str, int] = dict.fromkeys(CONTAINER_STATES, 0)
+    projects: dict[str, dict[str, int]] = {}
+    container_projects: dict[str, str] = {}
     container_facts = []
     # Many containers share an image and a reference (CI hosts: thousands of exited runs
     # of the same few): both derived values are computed once per distinct pair.
@@ -164,6 +179,13 @@ def build_inventory(
         if image_short is None:
             image_short = short_ids[c.image_id] = short_id(c.image_id)
         labels = c.labels
+        project = project_of(labels)
+        if project:
+            counts = projects.get(project)
+            if counts is None:
+                counts = projects[project] = dict.fromkeys(CONTAINER_STATES, 0)
+            counts[c.state] = counts.get(c.state, 0) + 1
+            container_projects[c.name] = project
         container_facts.append(
             ContainerFacts(
                 name=c.name,
@@ -188,6 +210,8 @@ def build_inventory(
         images_dangling=sum(1 for i in image_facts if i.dangling),
         images_unused=sum(1 for i in image_facts if i.containers == 0),
         containers_by_state=by_state,
+        projects=projects,
+        container_projects=container_projects,
     )
 
 
@@ -211,6 +235,32 @@ class ImageDiskFacts:
 
 
 @dataclass(frozen=True)
+class VolumeFacts:
+    name: str
+    driver: str
+    size: int | None  # None where the engine did not measure it (its -1)
+    containers: int | None  # RefCount; None where not counted
+    created: float | None
+
+
+@dataclass(frozen=True)
+class VolumesSummary:
+    """The volumes section of one /system/df answer."""
+
+    dangling: int  # no container references it: 'docker volume ls -f dangling=true'
+    dangling_bytes: int  # their measured sizes: what 'docker volume prune --all' frees
+    project_bytes: Mapping[str, int]  # compose project or stack -> measured bytes
+
+
+@dataclass(frozen=True)
+class BuildCacheSummary:
+    """The build cache section of one /system/df answer."""
+
+    bytes_by_state: Mapping[str, int]  # in_use / unused / shared, each record in one
+    idle_bytes: Mapping[str, int]  # idle_for label -> what 'builder prune --filter until' frees
+
+
+@dataclass(frozen=True)
 class DiskUsageSnapshot:
     collected_at: float
     resources: Mapping[str, ResourceUsage]  # only the resources the answer carried
@@ -218,6 +268,9 @@ class DiskUsageSnapshot:
     dangling_unique: int
     unused_unique: int
     data_root_fs: FilesystemUsage | None = None  # measured where the data root is visible
+    volumes: tuple[VolumeFacts, ...] = ()
+    volumes_summary: VolumesSummary | None = None  # None: no volumes in the answer
+    build_cache: BuildCacheSummary | None = None  # None: no build cache in the answer
 
 
 def _image_usage(df: DiskUsageRecord) -> ResourceUsage | None:
@@ -318,13 +371,102 @@ def build_disk_usage(
             unused_unique += unique
             if not image.repo_tags:
                 dangling_unique += unique
+    volumes = df.volumes if "volumes" in wanted else None
+    cache = df.build_cache if "build_cache" in wanted else None
     return DiskUsageSnapshot(
         collected_at=collected_at,
         resources={k: v for k, v in usage.items() if v is not None},
         images=tuple(images),
         dangling_unique=dangling_unique,
         unused_unique=unused_unique,
+        volumes=() if volumes is None else volume_facts(volumes),
+        volumes_summary=None if volumes is None else summarize_volumes(volumes),
+        build_cache=None if cache is None else summarize_build_cache(cache, collected_at),
     )
+
+
+# --- volumes and build cache ----------------------------------------------------------------
+
+
+def volume_facts(volumes: Iterable[VolumeRecord]) -> tuple[VolumeFacts, ...]:
+    """One entry per volume name (the first, should an engine list one twice)."""
+    return tuple(
+        VolumeFacts(v.name, v.driver, v.size, v.ref_count, v.created)
+        for v in _distinct_volumes(volumes)
+    )
+
+
+def summarize_volumes(volumes: Iterable[VolumeRecord]) -> VolumesSummary:
+    dangling = dangling_bytes = 0
+    projects: dict[str, int] = {}
+    for v in _distinct_volumes(volumes):
+        if v.ref_count == 0:  # a RefCount the engine did not count (-1) is not "none"
+            dangling += 1
+            dangling_bytes += v.size or 0
+        if v.project:
+            projects[v.project] = projects.get(v.project, 0) + (v.size or 0)
+    return VolumesSummary(dangling, dangling_bytes, projects)
+
+
+def _distinct_volumes(volumes: Iterable[VolumeRecord]) -> Iterator[VolumeRecord]:
+    seen: set[str] = set()
+    for v in volumes:
+        if v.name and v.name not in seen:
+            seen.add(v.name)
+            yield v
+
+
+# Record types 'docker builder prune' keeps unless --all (BuildKit's cache/manager.go prune)
+_KEPT_TYPES = frozenset({"internal", "frontend"})
+
+
+def build_cache_idle_bytes(records: Iterable[BuildCacheRecord], now: float, idle_for: float) -> int:
+    """What 'docker builder prune --filter until=<idle_for>' frees at ``now``.
+
+    BuildKit's prune (cache/manager.go: pruneOnce, repeated until a pass frees nothing)
+    removes a record when nothing references it (df: not InUse), it is not shared with an
+    image (df: Shared) nor of type internal or frontend (those go only with --all), and its
+    LastUsedAt is null (never used: there is no fallback to CreatedAt) or not after
+    now - until. A child holds a reference to its parents, so a parent goes only once all
+    its children went: an idle parent of a recently used child stays.
+    """
+    by_id = {r.id: r for r in records}
+    cutoff = now - idle_for
+    children_left = dict.fromkeys(by_id, 0)
+    for r in by_id.values():
+        for parent in set(r.parents):
+            if parent in children_left:
+                children_left[parent] += 1
+    ready = [i for i, r in by_id.items() if not children_left[i] and _prunable(r, cutoff)]
+    freed = 0
+    while ready:  # each pass of BuildKit's loop, in one walk from the leaves up
+        record = by_id[ready.pop()]
+        freed += record.size or 0
+        for parent in set(record.parents):
+            if parent in children_left:
+                children_left[parent] -= 1
+                if not children_left[parent] and _prunable(by_id[parent], cutoff):
+                    ready.append(parent)
+    return freed
+
+
+def _prunable(record: BuildCacheRecord, cutoff: float) -> bool:
+    if record.in_use or record.shared or record.type in _KEPT_TYPES:
+        return False
+    return record.last_used is None or record.last_used <= cutoff
+
+
+def summarize_build_cache(records: Iterable[BuildCacheRecord], now: float) -> BuildCacheSummary:
+    records = tuple(records)
+    states = dict.fromkeys(BUILD_CACHE_STATES, 0)
+    for r in records:
+        state = "shared" if r.shared else "in_use" if r.in_use else "unused"
+        states[state] += r.size or 0
+    idle = {
+        label: build_cache_idle_bytes(records, now, seconds)
+        for label, seconds in BUILD_CACHE_IDLE_FOR
+    }
+    return BuildCacheSummary(states, idle)
 
 
 @dataclass(frozen=True)
@@ -347,3 +489,65 @@ def build_container_sizes(
         collected_at,
         tuple(ContainerSize(c.name, c.size_rw, c.size_root_fs) for c in containers),
     )
+
+
+def project_rw_bytes(
+    sizes: ContainerSizesSnapshot, inventory: InventorySnapshot | None
+) -> dict[str, int]:
+    """Writable-layer bytes per compose project or stack, of the containers the newest
+    inventory lists (by name); {} without an inventory.
+
+    A project has a value once one of its containers is in the sizes answer. Docker leaves
+    SizeRw out when it is 0 (omitempty, even with size=1), so a missing one adds nothing.
+    """
+    if inventory is None:
+        return {}
+    projects = inventory.container_projects
+    out: dict[str, int] = {}
+    for c in sizes.containers:
+        project = projects.get(c.name)
+        if project:
+            out[project] = out.get(project, 0) + (c.rw or 0)
+    return out
+
+
+# --- Swarm services -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServiceFacts:
+    name: str
+    mode: str
+    desired: int | None  # None where neither the engine nor the spec says
+    tasks: Mapping[str, int]  # current task state -> tasks; "running" always present
+
+
+@dataclass(frozen=True)
+class SwarmSnapshot:
+    collected_at: float
+    manager: bool  # False: a worker or no Swarm; nothing was asked, nothing is exported
+    services: tuple[ServiceFacts, ...] = ()
+
+
+def build_swarm(
+    services: Iterable[ServiceRecord], tasks: Iterable[TaskRecord], collected_at: float
+) -> SwarmSnapshot:
+    """Desired and current tasks per service, from one /services and one /tasks answer."""
+    by_service: dict[str, dict[str, int]] = {}
+    not_shut_down: Counter[str] = Counter()
+    for t in tasks:
+        states = by_service.setdefault(t.service_id, {"running": 0})
+        states[t.state] = states.get(t.state, 0) + 1
+        if t.desired_state != "shutdown":
+            not_shut_down[t.service_id] += 1
+    facts = []
+    for s in sorted(services, key=lambda s: s.name):
+        desired = s.desired_tasks
+        if desired is None and s.mode == "replicated":
+            desired = s.replicas
+        elif desired is None and s.mode == "global":
+            # as the engine computes DesiredTasks: its tasks not meant to shut down
+            desired = not_shut_down[s.id]
+        tasks_of = by_service.get(s.id, {"running": 0})
+        facts.append(ServiceFacts(s.name, s.mode, desired, dict(sorted(tasks_of.items()))))
+    return SwarmSnapshot(collected_at, True, tuple(facts))

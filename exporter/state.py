@@ -12,8 +12,8 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Generic, TypeVar
 
-from .metrics import CONTAINER_SIZES, DISK_USAGE, INVENTORY
-from .snapshot import ContainerSizesSnapshot, DiskUsageSnapshot, InventorySnapshot
+from .metrics import CONTAINER_SIZES, DISK_USAGE, INVENTORY, SWARM
+from .snapshot import ContainerSizesSnapshot, DiskUsageSnapshot, InventorySnapshot, SwarmSnapshot
 
 
 @dataclass(frozen=True)
@@ -83,16 +83,20 @@ class View:
     inventory: InventorySnapshot | None = None
     disk_usage: DiskUsageSnapshot | None = None
     container_sizes: ContainerSizesSnapshot | None = None
+    swarm: SwarmSnapshot | None = None
 
 
 class State:
-    def __init__(self, disk_usage: bool = True, container_sizes: bool = False) -> None:
+    def __init__(
+        self, disk_usage: bool = True, container_sizes: bool = False, swarm: bool = False
+    ) -> None:
         self.inventory: Slot[InventorySnapshot] = Slot(INVENTORY)
         self.disk_usage: Slot[DiskUsageSnapshot] = Slot(DISK_USAGE, disk_usage)
         self.container_sizes: Slot[ContainerSizesSnapshot] = Slot(CONTAINER_SIZES, container_sizes)
+        self.swarm: Slot[SwarmSnapshot] = Slot(SWARM, swarm)
 
     def drop(self) -> None:
-        for slot in (self.inventory, self.disk_usage, self.container_sizes):
+        for slot in (self.inventory, self.disk_usage, self.container_sizes, self.swarm):
             slot.drop()
 
     @property
@@ -101,10 +105,11 @@ class State:
         return self.inventory.result.status.attempted
 
     def view(self) -> View:
-        inventory, disk_usage, sizes = (
+        inventory, disk_usage, sizes, swarm = (
             self.inventory.result,
             self.disk_usage.result,
             self.container_sizes.result,
+            self.swarm.result,
         )
         statuses = {
             slot.job: result.status
@@ -112,6 +117,7 @@ class State:
                 (self.inventory, inventory),
                 (self.disk_usage, disk_usage),
                 (self.container_sizes, sizes),
+                (self.swarm, swarm),
             )
             if slot.scheduled
         }
@@ -121,4 +127,5 @@ class State:
             inventory.snapshot,
             disk_usage.snapshot,
             sizes.snapshot,
+            swarm.snapshot,
         )

@@ -38,6 +38,7 @@ class Target:
         self.state = State(
             disk_usage=schedules.disk_usage.enabled,
             container_sizes=schedules.container_sizes.enabled,
+            swarm=schedules.swarm.enabled,
         )
         collectors: list[Collector] = [
             DockerCollector(
@@ -46,6 +47,7 @@ class Target:
                 settings.per_container,
                 settings.label_names,
                 settings.alert_thresholds,
+                per_volume=settings.per_volume,
             )
         ]
         if process_metrics:  # the exporter's own metrics: process_* and its build info

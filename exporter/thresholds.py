@@ -76,6 +76,20 @@ THRESHOLDS: tuple[Threshold, ...] = (
         "DockerDanglingImagesPilingUp",
         "dangling images a host may keep",
     ),
+    Threshold(
+        "dangling_volumes_bytes",
+        "bytes",
+        10 * GIB,
+        "DockerDanglingVolumesLarge",
+        "bytes that volumes no container references may hold",
+    ),
+    Threshold(
+        "idle_build_cache_bytes",
+        "bytes",
+        10 * GIB,
+        "DockerBuildCacheIdle",
+        "bytes of build cache unused for a week (168h) a host may keep",
+    ),
 )
 BY_NAME = {t.name: t for t in THRESHOLDS}
 

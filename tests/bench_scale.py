@@ -290,7 +290,8 @@ def measure_collection(engine: str, repeats: int) -> None:
     from exporter.target import Target
 
     gc.set_threshold(*GC_THRESHOLDS)  # as the exporter's main() does
-    flags = ["--docker.host", engine, "--collect.disk-usage-interval", "0"]
+    flags = ["--docker.host", engine, "--collect.disk-usage-interval", "0",
+             "--collect.swarm-interval", "0"]  # fmt: skip
     target = Target(parse_config(flags, os.environ).target, process_metrics=True)
     (runner,) = target.runners
     job = runner.job
@@ -498,7 +499,7 @@ def bench_size(
             tmp / "exporter.log",
             "--docker.host", engine, "--collect.interval", f"{args.interval}s",
             "--collect.timeout", f"{args.interval / 2:g}s",
-            "--collect.disk-usage-interval", "0",
+            "--collect.disk-usage-interval", "0", "--collect.swarm-interval", "0",
         )  # fmt: skip
         url = f"http://127.0.0.1:{exporter.port}/metrics"
 
@@ -545,7 +546,7 @@ def bench_fleet(
             yaml.safe_dump({
                 "defaults": {"collect_interval": f"{interval:g}s",
                              "collect_timeout": f"{interval / 2:g}s",
-                             "disk_usage_interval": "0"},
+                             "disk_usage_interval": "0", "swarm_interval": "0"},
                 "targets": [{"name": n, "host": f"tcp://127.0.0.1:{p}"}
                             for n, p in zip(names, ports)],
             })

@@ -350,6 +350,16 @@ def evaluated_rules(prom: Prometheus) -> list[dict[str, Any]] | None:
     return groups if done else None
 
 
+# Panels that need a Swarm manager or project-labelled volumes, which the session engine is
+# not and has not: test_prometheus_e2e.py's test_swarm_and_project_panels_return_data runs them.
+NEED_SWARM_OR_LABELLED_VOLUMES = {
+    "Project bytes (A)",
+    "Swarm services: running and desired tasks (A)",
+    "Swarm services: running and desired tasks (B)",
+    "Swarm tasks not running (A)",
+}
+
+
 def dashboard_queries(instance: str) -> list[tuple[str, str]]:
     """Each panel query, with Grafana's variables as it sets them for one instance."""
     variables = {
@@ -397,7 +407,7 @@ def test_prometheus_finds_every_engine_through_http_sd(
         empty = []
         for where, expr in dashboard_queries(name):
             rows = prom.query(expr)
-            if not rows:
+            if not rows and where not in NEED_SWARM_OR_LABELLED_VOLUMES:
                 empty.append(f"{where}: {expr}")
             for row in rows:
                 assert row["metric"].get("instance", name) == name, where

@@ -28,9 +28,10 @@ import yaml
 
 from exporter.metrics import CONTAINER_STATES
 from tests.harness import scenario as sc
-from tests.support.env import clean_env
+from tests.harness.dockerd import dockerd_available, start_engine
+from tests.support.env import clean_env, need
 from tests.support.paths import REPO
-from tests.support.process import ExporterProcess
+from tests.support.process import ExporterProcess, free_port
 from tests.support.prometheus import NodeExporter, Prometheus
 from tests.support.promql import value
 
@@ -85,9 +86,21 @@ MUST_NOT_FIRE = (
     "DockerImageDiskFillingUp",  # no growth
     "DockerImagesHeldByStoppedContainers",  # its containers were created seconds ago
     "DockerContainerRestarting",
+    "DockerDanglingVolumesLarge",  # 20 KB
+    "DockerBuildCacheIdle",  # built seconds ago
+    "DockerSwarmServiceDegraded",  # the session engine is not in a swarm
 )
 # Dashboard queries allowed to return nothing on the scenario (refId by panel title).
-MAY_BE_EMPTY: set[tuple[str, str]] = set()
+# The Swarm row and the project volumes need a Swarm manager and labelled volumes, which the
+# session engine has not: test_swarm_and_project_panels_return_data runs them on one that has.
+MAY_BE_EMPTY: set[tuple[str, str]] = {
+    ("Project bytes", "A"),
+    ("Swarm services: running and desired tasks", "A"),
+    ("Swarm services: running and desired tasks", "B"),
+    ("Swarm tasks not running", "A"),
+}
+# The panels of the volumes, build cache, projects and Swarm rows
+SWARM_AND_PROJECT_PANELS = range(140, 170)
 
 
 def substitute(expr: str) -> str:
@@ -238,7 +251,9 @@ def test_stored_labels_job_and_collector(stack):
     rows = prom.query("docker_exporter_collection_success")
     stored = {(r["metric"]["job"], r["metric"].get("collector")) for r in rows}
     assert not any("exported_job" in r["metric"] for r in rows)
-    assert stored == {(SCRAPE_JOB, j) for j in ("inventory", "disk_usage", "container_sizes")}
+    assert stored == {
+        (SCRAPE_JOB, j) for j in ("inventory", "disk_usage", "container_sizes", "swarm")
+    }
     # the dashboard's variables: only this exporter's targets, not node_exporter's
     variables = {v["name"]: v for v in json.loads(DASHBOARD.read_text())["templating"]["list"]}
 
@@ -509,3 +524,102 @@ def test_capacity_join_finds_node_exporters_filesystem_of_the_data_root(stack):
     # the exporter measured the same filesystem itself (a local unix socket): the fallback
     own = value(stack.exporter.samples(), "docker_data_root_filesystem_size_bytes")
     assert own == float(node_size)
+
+
+# --------------------------------------------------------------------------- Swarm and projects
+
+
+def test_swarm_and_project_panels_return_data(engine_build, tmp_path):
+    """A private engine in a one-node swarm: a stack-labelled replicated service of 2, a global
+    service, a service that cannot be placed, and a project's volume. Every query of the
+    volumes, build cache, projects and Swarm rows returns data, and DockerSwarmServiceDegraded
+    fires for the service that cannot be placed, and for it only."""
+    need(dockerd_available(engine_build))
+    with contextlib.ExitStack() as cleanup:
+        offline = {"DOCKER_SERVICE_PREFER_OFFLINE_IMAGE": "1"}  # tasks use local images only
+        engine = start_engine(daemon_env=offline, build=engine_build)
+        cleanup.callback(engine.close)
+        ctx = sc.write_context(engine.root / "b" / "base", sc._BASE_DOCKERFILE, with_busybox=True)
+        sc.build(engine, ctx, (sc.BASE,))
+        engine.cli("volume", "create", "--label", "com.docker.compose.project=shop", "shop_db")
+        engine.cli("run", "--rm", "-v", "shop_db:/d", sc.BASE, "sh", "-c",
+                   "head -c 4096 /dev/zero > /d/f")  # fmt: skip
+        engine.cli("swarm", "init", "--advertise-addr", "127.0.0.1",
+                   "--listen-addr", f"127.0.0.1:{free_port()}")  # fmt: skip
+        create = ("service", "create", "--detach", "--no-resolve-image", "--init")
+        sleep = (sc.BASE, "sleep", "100000")
+        stack_label = ("--container-label", "com.docker.stack.namespace=shop")
+        engine.cli(*create, "--name", "shop_web", "--replicas", "2", *stack_label, *sleep)
+        engine.cli(*create, "--name", "agent", "--mode", "global", *sleep)
+        engine.cli(*create, "--name", "stuck", "--constraint", "node.labels.nowhere==1", *sleep)
+
+        exp = ExporterProcess(
+            [
+                "--docker.host", engine.unix_url,
+                "--collect.interval", "1s",
+                "--collect.swarm-interval", "1s",
+                "--collect.disk-usage-interval", "2s",
+                "--collect.container-sizes-interval", "2s",
+            ],
+            tmp_path / "exporter.log",
+            env=clean_env(),
+        )  # fmt: skip
+        cleanup.callback(exp.stop)
+        exp.wait_ready()
+        exp.wait_for(
+            lambda s: (
+                value(s, "docker_project_containers", project="shop", state="running") == 2
+                and value(s, "docker_swarm_service_tasks", service="agent", state="running") == 1
+                and value(s, "docker_project_rw_bytes", project="shop") is not None
+                and value(s, "docker_project_volume_bytes", project="shop") == 4096
+            ),
+            timeout=90,
+        )
+        (tmp_path / "alerts-test.yml").write_text(
+            yaml.safe_dump(alerts_test_copy(), sort_keys=False)
+        )
+        (tmp_path / "prometheus.yml").write_text(
+            yaml.safe_dump(prometheus_config(exp.port, free_port(), "alerts-test.yml"))
+        )
+        prom = Prometheus(tmp_path / "prometheus.yml", tmp_path / "prometheus")
+        cleanup.callback(prom.stop)
+        prom.wait_ready()
+        prom.wait(
+            "three scrapes of the swarm job",
+            lambda: prom.query("count_over_time(docker_swarm_service_tasks[1m]) >= 3"),
+        )
+        dash = json.loads(DASHBOARD.read_text())
+        mine = [p for p in dash["panels"] if p["id"] in SWARM_AND_PROJECT_PANELS]
+        targets = [(p["title"], t) for p in mine for t in p.get("targets", [])]
+        assert len(targets) == 11, [title for title, _ in targets]
+        empty = [
+            f"{title} ({t['refId']})"
+            for title, t in targets
+            if not prom.query(substitute(t["expr"]))
+        ]
+        assert not empty, f"queries without data: {empty}"
+        running = prom.query(substitute(targets[-2][1]["expr"]))  # running tasks by service
+        assert {r["metric"]["service"]: r["value"][1] for r in running} == {
+            "shop_web": "2", "agent": "1", "stuck": "0",
+        }  # fmt: skip
+
+        def degraded() -> list[dict[str, Any]] | None:
+            alerts = prom.get("/api/v1/alerts")["data"]["alerts"]
+            found = [
+                a for a in alerts
+                if a["labels"]["alertname"] == "DockerSwarmServiceDegraded"
+                and a["state"] == "firing"
+            ]  # fmt: skip
+            return found or None
+
+        (alert,) = prom.wait("DockerSwarmServiceDegraded firing", degraded, timeout=60)
+        instance = f"127.0.0.1:{exp.port}"
+        assert alert["labels"] == {
+            "alertname": "DockerSwarmServiceDegraded", "severity": "warning",
+            "job": SCRAPE_JOB, "instance": instance,
+            "service": "stuck", "mode": "replicated", "state": "running",
+        }  # fmt: skip
+        assert alert["annotations"]["description"].startswith(
+            f"Swarm service stuck (replicated) runs 0 tasks, fewer than the 1 it should, for"
+            f" 10 minutes (as seen by the manager {instance})."
+        )

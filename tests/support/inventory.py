@@ -14,14 +14,23 @@ from prometheus_client import CollectorRegistry
 from exporter.collector import DockerCollector
 from exporter.config import label_name
 from exporter.exposition import Rendered, render
-from exporter.records import parse_containers, parse_disk_usage, parse_images, parse_version
+from exporter.records import (
+    parse_containers,
+    parse_disk_usage,
+    parse_images,
+    parse_services,
+    parse_tasks,
+    parse_version,
+)
 from exporter.snapshot import (
     ContainerSizesSnapshot,
     DiskUsageSnapshot,
     InventorySnapshot,
+    SwarmSnapshot,
     build_container_sizes,
     build_disk_usage,
     build_inventory,
+    build_swarm,
 )
 from exporter.state import JobStatus, Slot, State
 from tests.support.paths import load
@@ -33,6 +42,8 @@ SYNTHETIC = {
     "images": "synthetic/images-1.52.json",
     "containers": "synthetic/containers-1.52.json",
     "system_df": "synthetic/system_df-1.52.json",
+    "services": "synthetic/services-1.52.json",
+    "tasks": "synthetic/tasks-1.52.json",
 }
 
 
@@ -83,11 +94,20 @@ def synthetic_container_sizes(*, now: float = NOW) -> ContainerSizesSnapshot:
     return build_container_sizes(parse_containers(load(SYNTHETIC["system_df"])["Containers"]), now)
 
 
+def synthetic_swarm(*, now: float = NOW) -> SwarmSnapshot:
+    """The services and tasks of a Swarm manager, from the synthetic answers."""
+    return build_swarm(
+        parse_services(load(SYNTHETIC["services"])), parse_tasks(load(SYNTHETIC["tasks"])), now
+    )
+
+
 def publish_synthetic(state: State, *, now: float = NOW) -> State:
     """Every job of ``state`` publishes its snapshot of the synthetic answers."""
     publish(state.inventory, synthetic_inventory(now=now), now=now)
     publish(state.disk_usage, synthetic_disk_usage(now=now), now=now)
     publish(state.container_sizes, synthetic_container_sizes(now=now), now=now)
+    if state.swarm.scheduled:
+        publish(state.swarm, synthetic_swarm(now=now), now=now)
     return state
 
 
@@ -103,10 +123,13 @@ def exporter_collector(
     per_container: bool = True,
     labels: tuple[str, ...] = LABELS,
     alert_thresholds: tuple[tuple[str, float], ...] = (),
+    per_volume: bool = True,
 ) -> DockerCollector:
     """The exporter's collector over ``state``."""
     names = tuple(label_name(k) for k in labels)
-    return DockerCollector(state, per_image, per_container, names, alert_thresholds)
+    return DockerCollector(
+        state, per_image, per_container, names, alert_thresholds, per_volume=per_volume
+    )
 
 
 def exporter_registry(
@@ -116,6 +139,7 @@ def exporter_registry(
     per_container: bool = True,
     labels: tuple[str, ...] = LABELS,
     alert_thresholds: tuple[tuple[str, float], ...] = (),
+    per_volume: bool = True,
 ) -> CollectorRegistry:
     """A fresh registry holding the exporter's collector over ``state``."""
     registry = CollectorRegistry(auto_describe=False)
@@ -126,6 +150,7 @@ def exporter_registry(
             per_container=per_container,
             labels=labels,
             alert_thresholds=alert_thresholds,
+            per_volume=per_volume,
         )
     )
     return registry

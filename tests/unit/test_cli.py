@@ -90,7 +90,7 @@ def test_defaults():
     assert config.target.engine.host == "unix:///var/run/docker.sock"
     settings = config.target.settings
     assert settings.schedules == Schedules(
-        JobSchedule(15, 5), JobSchedule(300, 120), JobSchedule(0, 120)
+        JobSchedule(15, 5), JobSchedule(300, 120), JobSchedule(0, 120), JobSchedule(15, 5)
     )
     assert settings.container_labels == (
         "com.docker.compose.project",

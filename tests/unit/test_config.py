@@ -297,6 +297,8 @@ def test_each_job_has_its_flags_and_keys_once():
         "--collect.disk-usage-timeout",
         "--collect.container-sizes-interval",
         "--collect.container-sizes-timeout",
+        "--collect.swarm-interval",
+        "--collect.swarm-timeout",
     ]
     every_flag = [f.name for group in FLAG_GROUPS.values() for f in group]
     assert len(every_flag) == len(set(every_flag))
@@ -304,4 +306,5 @@ def test_each_job_has_its_flags_and_keys_once():
         ("collect_interval", "collect_timeout"),
         ("disk_usage_interval", "disk_usage_timeout"),
         ("container_sizes_interval", "container_sizes_timeout"),
+        ("swarm_interval", "swarm_timeout"),
     ]

@@ -292,6 +292,8 @@ PROXY_SECTIONS = {
     "_ping": "PING",
     "volumes": "VOLUMES",
     "networks": "NETWORKS",
+    "services": "SERVICES",
+    "tasks": "TASKS",
 }
 
 

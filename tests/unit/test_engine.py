@@ -154,7 +154,9 @@ def test_mutual_tls_succeeds_with_the_right_certificates(tls: TLSMaterial) -> No
 
 
 def test_only_the_listed_endpoints_are_requested() -> None:
-    assert ENDPOINTS == ("/version", "/info", "/images/json", "/containers/json", "/system/df")
+    assert ENDPOINTS == (
+        "/version", "/info", "/images/json", "/containers/json", "/system/df", "/services", "/tasks"
+    )  # fmt: skip
     engine = EngineClient(EngineConfig("unix:///nonexistent.sock"), TIMEOUT)
     with pytest.raises(ValueError, match="/events is not one of the engine endpoints"):
         engine._get("/events", None, TIMEOUT)

@@ -38,6 +38,8 @@ def test_flag_names_follow_threshold_names():
         "--alert.reclaimable-share",
         "--alert.image-disk-budget",
         "--alert.dangling-images",
+        "--alert.dangling-volumes",
+        "--alert.idle-build-cache",
     ]
 
 
