@@ -523,3 +523,23 @@ class RegistryChecker:
         with self._lock:
             for key in [k for k in self._cache if not keep(k)]:
                 del self._cache[key]
+
+
+_shared: RegistryChecker | None = None
+_shared_lock = threading.Lock()
+
+
+def configure_shared_checker(certs_dir: str, credentials: CredentialStore) -> None:
+    """Set up the exporter-wide checker (the CLI, once at start)."""
+    global _shared
+    with _shared_lock:
+        _shared = RegistryChecker(credentials, certs_dir=certs_dir)
+
+
+def shared_checker() -> RegistryChecker:
+    """The one checker every target's registry job asks."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = RegistryChecker(CredentialStore(None))
+        return _shared

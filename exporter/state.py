@@ -12,8 +12,9 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Generic, TypeVar
 
-from .metrics import CONTAINER_SIZES, DISK_USAGE, INVENTORY
+from .metrics import CONTAINER_SIZES, DISK_USAGE, INVENTORY, REGISTRY
 from .snapshot import ContainerSizesSnapshot, DiskUsageSnapshot, InventorySnapshot
+from .updates import UpdatesSnapshot
 
 
 @dataclass(frozen=True)
@@ -83,16 +84,20 @@ class View:
     inventory: InventorySnapshot | None = None
     disk_usage: DiskUsageSnapshot | None = None
     container_sizes: ContainerSizesSnapshot | None = None
+    updates: UpdatesSnapshot | None = None
 
 
 class State:
-    def __init__(self, disk_usage: bool = True, container_sizes: bool = False) -> None:
+    def __init__(
+        self, disk_usage: bool = True, container_sizes: bool = False, registry: bool = False
+    ) -> None:
         self.inventory: Slot[InventorySnapshot] = Slot(INVENTORY)
         self.disk_usage: Slot[DiskUsageSnapshot] = Slot(DISK_USAGE, disk_usage)
         self.container_sizes: Slot[ContainerSizesSnapshot] = Slot(CONTAINER_SIZES, container_sizes)
+        self.registry: Slot[UpdatesSnapshot] = Slot(REGISTRY, registry)
 
     def drop(self) -> None:
-        for slot in (self.inventory, self.disk_usage, self.container_sizes):
+        for slot in (self.inventory, self.disk_usage, self.container_sizes, self.registry):
             slot.drop()
 
     @property
@@ -101,10 +106,11 @@ class State:
         return self.inventory.result.status.attempted
 
     def view(self) -> View:
-        inventory, disk_usage, sizes = (
+        inventory, disk_usage, sizes, registry = (
             self.inventory.result,
             self.disk_usage.result,
             self.container_sizes.result,
+            self.registry.result,
         )
         statuses = {
             slot.job: result.status
@@ -112,6 +118,7 @@ class State:
                 (self.inventory, inventory),
                 (self.disk_usage, disk_usage),
                 (self.container_sizes, sizes),
+                (self.registry, registry),
             )
             if slot.scheduled
         }
@@ -121,4 +128,5 @@ class State:
             inventory.snapshot,
             disk_usage.snapshot,
             sizes.snapshot,
+            registry.snapshot,
         )

@@ -288,6 +288,8 @@ def test_each_job_has_its_flags_and_keys_once():
         "--collect.disk-usage-timeout",
         "--collect.container-sizes-interval",
         "--collect.container-sizes-timeout",
+        "--collect.registry-interval",
+        "--collect.registry-timeout",
     ]
     every_flag = [f.name for group in FLAG_GROUPS.values() for f in group]
     assert len(every_flag) == len(set(every_flag))
@@ -295,4 +297,5 @@ def test_each_job_has_its_flags_and_keys_once():
         ("collect_interval", "collect_timeout"),
         ("disk_usage_interval", "disk_usage_timeout"),
         ("container_sizes_interval", "container_sizes_timeout"),
+        ("registry_interval", "registry_timeout"),
     ]
