@@ -33,10 +33,11 @@ import bcrypt
 from tests.support.process import ManagedProcess, dies_with_the_suite, free_port
 
 REGISTRY = shutil.which("docker-registry", path="/usr/bin:/usr/local/bin") or ""
-_ACCESS_TIME = re.compile(
-    r'\[(\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4})\] "(\w+) (/v2/[^ ]*) HTTP'
+_ACCESS = re.compile(
+    r"\[(\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4})\] "
+    r'"(HEAD|GET|PUT|POST|PATCH|DELETE) (/v2/[^ ]*) HTTP/[0-9.]+" (\d{3}) \S+ "[^"]*" "([^"]*)"'
 )
-_ACCESS = re.compile(r'"(HEAD|GET|PUT|POST|PATCH|DELETE) (/v2/[^ ]*) HTTP/[0-9.]+" (\d{3})')
+EXPORTER_AGENT = "docker-inventory-exporter"
 
 
 def registry_unavailable() -> str | None:
@@ -98,22 +99,24 @@ class RegistryServer(ManagedProcess):
         return True
 
     def requests(
-        self, method: str | None = None, path_part: str = ""
+        self, method: str | None = None, path_part: str = "", agent: str | None = None
     ) -> list[tuple[str, str, str]]:
-        """(method, path, status) of every request in the access log."""
+        """(method, path, status) of the requests in the access log; ``agent``: only those
+        with that User-Agent (the exporter's, as against the engine's pulls)."""
         text = self.log_path.read_text(errors="replace")
-        found = [m.groups() for m in _ACCESS.finditer(text)]
         return [
-            (m, p, s) for m, p, s in found if (method is None or m == method) and path_part in p
+            (m, p, s)
+            for _, m, p, s, a in _ACCESS.findall(text)
+            if (method is None or m == method) and path_part in p and (agent is None or a == agent)
         ]
 
-    def request_times(self, method: str, path_part: str = "") -> list[float]:
+    def request_times(self, method: str, path_part: str, agent: str) -> list[float]:
         """Clock times (whole seconds) of the matching requests in the access log."""
         text = self.log_path.read_text(errors="replace")
         return [
             datetime.strptime(when, "%d/%b/%Y:%H:%M:%S %z").timestamp()
-            for when, m, p in _ACCESS_TIME.findall(text)
-            if m == method and path_part in p
+            for when, m, p, _, a in _ACCESS.findall(text)
+            if m == method and path_part in p and a == agent
         ]
 
 

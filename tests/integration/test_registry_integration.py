@@ -32,6 +32,7 @@ from exporter.registry_credentials import Credentials, CredentialStore
 from exporter.state import State
 from tests.harness.dockerd import Engine
 from tests.harness.registry import (
+    EXPORTER_AGENT,
     RegistryServer,
     TokenIssuer,
     registry_server,
@@ -107,9 +108,9 @@ def test_the_whole_cycle_on_a_real_engine(fresh_engine: Engine, registry: Regist
     eng.cli("create", "--name", "dev", "built-here:dev")
     time.sleep(1.0)
     assert statuses(job) == {"app": "current", "dev": "local"}
-    heads = reg.requests("HEAD", "/cycle/app/manifests/v1")
+    heads = reg.requests("HEAD", "/cycle/app/manifests/v1", EXPORTER_AGENT)
     assert len(heads) == 4  # one per check, never a GET of the manifest
-    assert reg.requests("GET", "/manifests/") == []
+    assert reg.requests("GET", "", EXPORTER_AGENT) == []
 
 
 def test_a_multi_arch_index_pulled_by_tag_reads_current(
@@ -259,7 +260,9 @@ def test_token_auth_with_our_own_issuer(tmp_path: Path):
         with registry_server(
             tls=(pki.server_cert, pki.server_key), token=(issuer.url, pki.server_cert)
         ) as reg:
-            push_access = [{"type": "repository", "name": "tok/app", "actions": ["push", "pull"]}]
+            push_access: list[dict[str, object]] = [
+                {"type": "repository", "name": "tok/app", "actions": ["push", "pull"]}
+            ]
             bearer = {"Authorization": f"Bearer {issuer.sign('alice', push_access)}"}
             url = f"https://{reg.host}"
             digest = push_with_registry_api(url, "tok/app", "v1", bearer, str(pki.ca))
@@ -341,8 +344,8 @@ def test_a_two_target_fleet_asks_once_per_tag_per_interval(
         )
     finally:
         exp.stop()
-    heads = reg.requests("HEAD", "/fleet/app/manifests/v1")
-    times = reg.request_times("HEAD", "/fleet/app/manifests/v1")
+    heads = reg.requests("HEAD", "/fleet/app/manifests/v1", EXPORTER_AGENT)
+    times = reg.request_times("HEAD", "/fleet/app/manifests/v1", EXPORTER_AGENT)
     gaps = [b - a for a, b in zip(times, times[1:])]
     print(f"fleet of 2 targets: {len(heads)} HEAD requests in {elapsed:.1f}s at a 4s interval")
     # one per interval for both targets together: at most one more than the intervals begun
