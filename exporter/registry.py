@@ -189,6 +189,7 @@ class RegistryClient:
         self._slots = threading.BoundedSemaphore(CONCURRENCY)
         self._lock = threading.Lock()
         self._tokens: dict[str, tuple[str, float]] = {}  # scope -> (token, expiry)
+        self._challenge: tuple[str, dict[str, str]] | None = None  # the last 401's
         self._blocked_until = 0.0
         self._requests: dict[tuple[str, str], int] = {}
         self._success: bool | None = None
@@ -367,11 +368,21 @@ class RegistryClient:
         except CredentialsError as exc:
             raise RegistryError(str(exc)) from None
         token = self._cached_token(scope)
+        with self._lock:
+            known = self._challenge
         if token:
             headers["Authorization"] = f"Bearer {token}"
+        elif known is not None and known[0] == "bearer":
+            # the registry wants a token, and ours expired: no 401 round trip to learn it again
+            params = {k: v for k, v in known[1].items() if k != "scope"}
+            headers["Authorization"] = f"Bearer {self._token(params, scope, creds)}"
+        elif known is not None and known[0] == "basic" and creds is not None:
+            headers["Authorization"] = _basic(creds)
         response = self._request("HEAD", url, headers, "HEAD manifest")
-        if response.status_code == 401:
+        if response.status_code == 401:  # once: a fresh token, or the credentials
             scheme, challenge = parse_challenge(response.headers.get("WWW-Authenticate", ""))
+            with self._lock:
+                self._challenge = (scheme, challenge)
             if scheme == "bearer":
                 headers["Authorization"] = f"Bearer {self._token(challenge, scope, creds)}"
             elif scheme == "basic" and creds is not None:
