@@ -73,6 +73,10 @@ class CredentialStore:
         self.overrides = dict(overrides or {})
         self.helper_timeout = helper_timeout
 
+    def set_overrides(self, overrides: Mapping[str, Credentials]) -> None:
+        """Replace the overrides (a reload of --config.file): one atomic swap."""
+        self.overrides = dict(overrides)
+
     def _config(self) -> Mapping[str, object]:
         if self.directory is None:
             return {}
