@@ -12,12 +12,14 @@ verifies JWTs signed by ``TokenIssuer`` with the certificate configured here.
 from __future__ import annotations
 
 import base64
+import io
 import json
 import re
 import shutil
 import socket
 import ssl
 import subprocess
+import tarfile
 import tempfile
 import threading
 import time
@@ -29,7 +31,9 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import bcrypt
+import requests
 
+from tests.harness.dockerd import Engine
 from tests.support.process import ManagedProcess, dies_with_the_suite, free_port
 
 REGISTRY = shutil.which("docker-registry", path="/usr/bin:/usr/local/bin") or ""
@@ -240,3 +244,51 @@ def _der_to_raw(der: bytes, size: int = 32) -> bytes:
 def _pem_to_der(pem: str) -> bytes:
     body = "".join(line for line in pem.splitlines() if line and not line.startswith("-----"))
     return base64.b64decode(body)
+
+
+def tiny_image(engine: Engine, ref: str, content: str) -> str:
+    """``docker import`` of a one-file root filesystem; the image ID."""
+    data = content.encode()
+    path = engine.root / f"rootfs-{content}.tar"
+    with tarfile.open(path, mode="w") as tar:
+        info = tarfile.TarInfo("content.txt")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return engine.cli("import", "--change", 'CMD ["/content.txt"]', str(path), ref).stdout.strip()
+
+
+INDEX = "application/vnd.oci.image.index.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+
+
+def push_multi_arch(engine: Engine, reg: RegistryServer, path: str, tag: str) -> str:
+    """An OCI index for linux/amd64 and linux/arm64 at ``path:tag`` (two tiny images pushed
+    by the engine, the index PUT over the registry API): the index's digest."""
+    parts = []
+    for arch in ("amd64", "arm64"):
+        ref = f"{reg.host}/{path}:{tag}-{arch}"
+        tiny_image(engine, ref, f"{path.replace('/', '-')}-{arch}")
+        engine.cli("push", ref)
+        head = requests.head(
+            f"http://{reg.host}/v2/{path}/manifests/{tag}-{arch}",
+            headers={"Accept": DOCKER_MANIFEST},
+            timeout=10,
+        )
+        parts.append(
+            {
+                "mediaType": head.headers["Content-Type"],
+                "digest": head.headers["Docker-Content-Digest"],
+                "size": int(head.headers["Content-Length"]),
+                "platform": {"architecture": arch, "os": "linux"},
+            }
+        )
+    index = json.dumps({"schemaVersion": 2, "mediaType": INDEX, "manifests": parts}).encode()
+    put = requests.put(
+        f"http://{reg.host}/v2/{path}/manifests/{tag}",
+        data=index,
+        headers={"Content-Type": INDEX},
+        timeout=10,
+    )
+    if put.status_code != 201:
+        raise RuntimeError(f"PUT of the index answered {put.status_code}: {put.text[:500]}")
+    return put.headers["Docker-Content-Digest"]

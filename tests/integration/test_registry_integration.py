@@ -13,9 +13,7 @@ a real dockerd that pushes to it and pulls from it.
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 import time
 from pathlib import Path
 
@@ -35,8 +33,10 @@ from tests.harness.registry import (
     EXPORTER_AGENT,
     RegistryServer,
     TokenIssuer,
+    push_multi_arch,
     registry_server,
     registry_unavailable,
+    tiny_image,
 )
 from tests.support.certs import make_pki
 from tests.support.env import clean_env, need
@@ -46,19 +46,6 @@ from tests.support.promql import parse_samples, value
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
-
-INDEX = "application/vnd.oci.image.index.v1+json"
-
-
-def tiny_image(engine: Engine, ref: str, content: str) -> str:
-    """``docker import`` of a one-file root filesystem; the image ID."""
-    data = content.encode()
-    path = engine.root / f"rootfs-{content}.tar"
-    with tarfile.open(path, mode="w") as tar:
-        info = tarfile.TarInfo("content.txt")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-    return engine.cli("import", "--change", 'CMD ["/content.txt"]', str(path), ref).stdout.strip()
 
 
 def statuses(job: RegistryJob) -> dict[str, str]:
@@ -118,33 +105,7 @@ def test_a_multi_arch_index_pulled_by_tag_reads_current(
 ):
     """The engine keeps the index's digest after a pull by tag: so does the HEAD's answer."""
     eng, reg = fresh_engine, registry
-    parts = []
-    for arch in ("amd64", "arm64"):
-        ref = f"{reg.host}/multi/app:{arch}"
-        tiny_image(eng, ref, arch)
-        eng.cli("push", ref)
-        head = requests.head(
-            f"http://{reg.host}/v2/multi/app/manifests/{arch}",
-            headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
-            timeout=10,
-        )
-        parts.append(
-            {
-                "mediaType": head.headers["Content-Type"],
-                "digest": head.headers["Docker-Content-Digest"],
-                "size": int(head.headers["Content-Length"]),
-                "platform": {"architecture": arch, "os": "linux"},
-            }
-        )
-    index = json.dumps({"schemaVersion": 2, "mediaType": INDEX, "manifests": parts}).encode()
-    put = requests.put(
-        f"http://{reg.host}/v2/multi/app/manifests/latest",
-        data=index,
-        headers={"Content-Type": INDEX},
-        timeout=10,
-    )
-    assert put.status_code == 201, put.text
-    index_digest = put.headers["Docker-Content-Digest"]
+    index_digest = push_multi_arch(eng, reg, "multi/app", "latest")
     tag = f"{reg.host}/multi/app:latest"
     eng.cli("pull", tag)
     eng.cli("create", "--name", "multi", tag)

@@ -3,11 +3,14 @@ stand-in engine and a stand-in registry (request counts per cycle, the fleet's s
 
 from __future__ import annotations
 
+import pytest
+
 from exporter.collector import DockerCollector
 from exporter.config import EngineConfig, JobSchedule
 from exporter.engine import EngineClient
 from exporter.jobs import RegistryJob
-from exporter.records import ContainerRecord, ImageRecord
+from exporter.records import ContainerRecord, ImageRecord, parse_containers, parse_images
+from exporter.reference import parse_reference
 from exporter.registry import RegistryChecker, TagCheck
 from exporter.registry_credentials import CredentialStore
 from exporter.state import State
@@ -15,6 +18,7 @@ from exporter.updates import (
     LocalImages,
     build_updates,
     container_status,
+    key_of,
     needs_inspect,
     refs_to_check,
 )
@@ -212,3 +216,30 @@ def test_the_job_inspects_once_and_asks_the_registry_once_per_interval_for_a_fle
         ]
         == 2.0
     )
+
+
+# --- recorded from real engines (tests/record_registry_fixtures.py) ---------------------------
+
+
+@pytest.mark.parametrize("version", ["20.10", "26.1"])
+def test_recorded_single_and_multi_arch_pulls_read_current(version: str):
+    """After a pull by tag the engine keeps the digest the registry answers to our HEAD:
+    for a multi-arch image the index's, listed beside the platform manifest's."""
+    fixtures = f"registry-docker-{version}"
+    images = parse_images(load(f"{fixtures}/images.json"))
+    containers = parse_containers(load(f"{fixtures}/containers.json"))
+    registry = load(f"{fixtures}/registry.json")
+    host, digests = registry["host"], registry["digests"]
+    checks = {key_of(parse_reference(tag)): TagCheck(d, "", 1.0) for tag, d in digests.items()}
+    created_from = {c.id: c.image for c in containers}
+    multi = next(i for i in images if f"{host}/multi/app:latest" in i.repo_tags)
+    assert len(multi.repo_digests) == 2  # the index and the amd64 manifest (pushed alone too)
+    snap = build_updates(1.0, containers, created_from, images, checks, {})
+    assert {c.name: c.status for c in snap.containers} == {"multi": "current", "single": "current"}
+    assert {(i.tag, i.available) for i in snap.images} >= {
+        (f"{host}/multi/app:latest", False),
+        (f"{host}/single/app:v1", False),
+    }
+    moved = {k: TagCheck("sha256:" + "0" * 64, "", 1.0) for k in checks}
+    snap = build_updates(1.0, containers, created_from, images, moved, {})
+    assert {c.name: c.status for c in snap.containers} == {"multi": "pull", "single": "pull"}
