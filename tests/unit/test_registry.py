@@ -292,3 +292,41 @@ def test_a_dead_registry_fails_fast(tmp_path: Path):
     with pytest.raises(RegistryError, match="HEAD manifest: connection refused"):
         client_for(host).head_manifest(ref(host))
     assert time.monotonic() - started >= 0  # reported, not asserted: the machine is loaded
+
+
+def test_at_most_two_requests_at_a_time_per_registry():
+    in_flight = [0, 0]  # now, most
+    lock = threading.Lock()
+
+    def route(method, path, headers):
+        with lock:
+            in_flight[0] += 1
+            in_flight[1] = max(in_flight[1], in_flight[0])
+        time.sleep(0.3)
+        with lock:
+            in_flight[0] -= 1
+        return manifest(DIGEST_A)
+
+    with fake_registry(route) as reg:
+        checker = RegistryChecker(CredentialStore(None))
+        threads = [
+            threading.Thread(target=checker.check, args=(ref(reg.host, tag=f"t{i}"), True, 60.0))
+            for i in range(6)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(reg.requests()) == 6
+    assert in_flight[1] == 2
+
+
+def test_a_failing_registry_leaves_the_others_alone():
+    with fake_registry(lambda m, p, h: Reply(503)) as down:  # noqa: SIM117 (Python 3.9)
+        with fake_registry(lambda m, p, h: manifest(DIGEST_B)) as up:
+            checker = RegistryChecker(CredentialStore(None))
+            assert checker.check(ref(down.host), True, 60.0).error == "registry answered HTTP 503"
+            assert checker.check(ref(up.host), True, 60.0).digest == DIGEST_B
+            stats = checker.stats([down.host, up.host])
+    assert (stats[down.host].success, stats[up.host].success) == (False, True)
+    assert stats[up.host].requests == {("HEAD", "200"): 1}
