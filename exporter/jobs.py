@@ -34,7 +34,7 @@ from .records import (
     decode_images,
     parse_disk_usage,
 )
-from .registry import RegistryChecker, parse_registry_config, shared_checker
+from .registry import RegistryChecker, TagCheck, parse_registry_config, shared_checker
 from .snapshot import (
     ContainerSizesSnapshot,
     DiskUsageSnapshot,
@@ -46,6 +46,7 @@ from .snapshot import (
 from .state import JobStatus, Slot, State
 from .updates import (
     LocalImages,
+    TagKey,
     UpdatesSnapshot,
     build_updates,
     key_of,
@@ -207,12 +208,16 @@ class RegistryJob(Job[UpdatesSnapshot]):
         self.created_from = created_from  # containers gone are forgotten
         local = LocalImages(images)
         refs = refs_to_check(containers, created_from, local, self.all_tags)
-        checks = {
-            key_of(ref): self.checker.check(
-                ref, config.plain_http(ref.registry), self.schedule.interval
-            )
-            for ref in refs
-        }
+        checks: dict[TagKey, TagCheck] = {}
+        unreachable: dict[str, TagCheck] = {}  # a registry without answer: not asked again now
+        for ref in refs:
+            if ref.registry in unreachable:
+                checks[key_of(ref)] = unreachable[ref.registry]
+                continue
+            check = self.checker.check(ref, config.plain_http(ref.registry), self.schedule.interval)
+            checks[key_of(ref)] = check
+            if check.unreachable:
+                unreachable[ref.registry] = check
         stats = self.checker.stats(ref.registry for ref in refs)
         return build_updates(now, containers, created_from, images, checks, stats)
 

@@ -70,9 +70,11 @@ _CHALLENGE_PARAM = re.compile(r'(\w+)\s*=\s*(?:"([^"]*)"|([^,\s]*))')
 class RegistryError(Exception):
     """A check that failed; ``cause`` stays the same across failures of one kind."""
 
-    def __init__(self, cause: str, detail: str = "") -> None:
+    def __init__(self, cause: str, detail: str = "", unreachable: bool = False) -> None:
         super().__init__(f"{cause}: {detail}" if detail else cause)
         self.cause = cause
+        # no answer at all, or a 429: the registry's other tags would fare no better now
+        self.unreachable = unreachable
 
 
 @dataclass(frozen=True)
@@ -269,7 +271,7 @@ class RegistryClient:
                 stream=method == "GET",
             )
             if fired.is_set():  # cut mid-headers: what was read is not an answer
-                raise RegistryError(f"{what}: no answer within {self.timeout:g}s")
+                raise RegistryError(f"{what}: no answer within {self.timeout:g}s", "", True)
             code = str(response.status_code)
             if method == "GET":
                 with response:
@@ -280,8 +282,10 @@ class RegistryClient:
             raise
         except Exception as exc:
             if fired.is_set():
-                raise RegistryError(f"{what}: no answer within {self.timeout:g}s") from exc
-            raise RegistryError(f"{what}: {_describe(exc)}") from exc
+                raise RegistryError(
+                    f"{what}: no answer within {self.timeout:g}s", "", True
+                ) from exc
+            raise RegistryError(f"{what}: {_describe(exc)}", "", True) from exc
         finally:
             watchdog.cancel()
             self._count(method, code)
@@ -344,7 +348,7 @@ class RegistryClient:
         with self._lock:
             blocked = self._blocked_until
         if now < blocked:
-            raise RegistryError("rate limited (HTTP 429); waiting for Retry-After")
+            raise RegistryError("rate limited (HTTP 429); waiting for Retry-After", "", True)
         with self._slots:
             try:
                 answer = self._head(ref)
@@ -402,7 +406,7 @@ class RegistryClient:
             pause = _retry_after(response.headers.get("Retry-After"), self.clock())
             with self._lock:
                 self._blocked_until = self.clock() + pause
-            raise RegistryError("rate limited (HTTP 429)", f"next request in {pause:g}s")
+            raise RegistryError("rate limited (HTTP 429)", f"next request in {pause:g}s", True)
         if 300 <= status < 400:
             location = response.headers.get("Location", "")
             raise RegistryError(f"redirect (HTTP {status}) not followed", f"to {quoted(location)}")
@@ -448,6 +452,7 @@ class TagCheck:
     digest: str  # '' when the check failed
     error: str  # the failure's cause, '' on success
     checked_at: float
+    unreachable: bool = False  # the failure was the registry's, not the tag's
 
 
 class RegistryChecker:
@@ -507,7 +512,7 @@ class RegistryChecker:
                 answer = self.client(ref, plain_http).head_manifest(ref)
             except RegistryError as exc:
                 self._log(ref.registry, exc)
-                result = TagCheck("", exc.cause, started)
+                result = TagCheck("", exc.cause, started, exc.unreachable)
             else:
                 if self._logged.pop(ref.registry, None) is not None:
                     log.info("registry %s: checks recovered", ref.registry)

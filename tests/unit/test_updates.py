@@ -23,7 +23,7 @@ from exporter.updates import (
     refs_to_check,
 )
 from tests.support.fake_engine import FakeEngine
-from tests.support.fake_registry import DIGEST_A, DIGEST_B, fake_registry, manifest
+from tests.support.fake_registry import DIGEST_A, DIGEST_B, Reply, fake_registry, manifest
 from tests.support.paths import load
 
 D1, D2, D3 = ("sha256:" + c * 64 for c in "123")
@@ -243,3 +243,40 @@ def test_recorded_single_and_multi_arch_pulls_read_current(version: str):
     moved = {k: TagCheck("sha256:" + "0" * 64, "", 1.0) for k in checks}
     snap = build_updates(1.0, containers, created_from, images, moved, {})
     assert {c.name: c.status for c in snap.containers} == {"multi": "pull", "single": "pull"}
+
+
+def test_a_registry_without_answer_is_asked_once_per_run_not_once_per_tag():
+    slow = Reply(200, {"Docker-Content-Digest": DIGEST_A}, drip=0.2)  # far beyond 1 s
+    with fake_registry(lambda m, p, h: slow) as reg:
+        answers = engine_answers(reg.host)
+        tags = [f"{reg.host}/team/app:v{i}" for i in (1, 2, 3)]
+        answers["/images/json"] = [
+            {
+                "Id": f"sha256:{i}" + "0" * 63,
+                "RepoTags": [t],
+                "RepoDigests": [f"{t[:-3]}@{DIGEST_A}"],
+            }
+            for i, t in enumerate(tags)
+        ]
+        answers["/containers/json"] = [
+            {
+                "Id": f"{i}" * 64,
+                "Names": [f"/c{i}"],
+                "Image": t,
+                "ImageID": f"sha256:{i}" + "0" * 63,
+            }
+            for i, t in enumerate(tags)
+        ]
+        engine = FakeEngine(answers)
+        try:
+            checker = RegistryChecker(CredentialStore(None), timeout=1.0)
+            snap = registry_job(engine, State(registry=True), checker).collect(1.0)
+        finally:
+            engine.close()
+        assert len(reg.requests()) == 1
+    assert {c.name: c.status for c in snap.containers} == {
+        "c0": "unknown",
+        "c1": "unknown",
+        "c2": "unknown",
+    }
+    assert [(r.registry, r.success) for r in snap.registries] == [(reg.host, False)]
