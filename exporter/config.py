@@ -121,7 +121,7 @@ JOB_SETTINGS = (
         "0",
         "10s",
         True,
-        "registry update check (HEAD requests to the images' registries; off by default)",
+        "registry (HEAD requests to the images' registries)",
     ),
 )
 
