@@ -348,7 +348,7 @@ class RegistryClient:
         with self._lock:
             blocked = self._blocked_until
         if now < blocked:
-            raise RegistryError("rate limited (HTTP 429); waiting for Retry-After", "", True)
+            raise RegistryError("rate limited (HTTP 429)", "waiting for Retry-After", True)
         with self._slots:
             try:
                 answer = self._head(ref)
