@@ -63,6 +63,8 @@ LONGEST_RETRY_AFTER = 6 * 3600.0
 TOKEN_DEFAULT_LIFETIME = 60.0  # the spec's default expires_in
 TOKEN_BODY_MAX = 1 << 20
 USER_AGENT = "docker-inventory-exporter"
+FRESH_SLACK = 0.05  # of the interval: an answer is reused until then, for scheduling noise
+MAX_FRESH_SLACK = 5.0
 _DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}|sha384:[0-9a-f]{96}")
 _CHALLENGE_PARAM = re.compile(r'(\w+)\s*=\s*(?:"([^"]*)"|([^,\s]*))')
 
@@ -505,7 +507,10 @@ class RegistryChecker:
         with lock:
             with self._lock:
                 cached = self._cache.get(key)
-            if cached is not None and self.clock() - cached.checked_at < max_age:
+            # A run falls due an interval after the last one, give or take scheduling noise:
+            # an answer that much younger than the interval is still this interval's.
+            fresh_for = max_age - min(max_age * FRESH_SLACK, MAX_FRESH_SLACK)
+            if cached is not None and self.clock() - cached.checked_at < fresh_for:
                 return cached
             started = self.clock()
             try:
