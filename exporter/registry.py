@@ -184,9 +184,8 @@ class RegistryClient:
         self.registry = registry
         self.base = f"{'http' if plain_http else 'https'}://{api_host}"
         self.api_host = api_host
-        ca = Path(certs_dir) / api_host / "ca.crt"
-        # The certs.d CA as a path: requests never swaps an explicit path for the environment's
-        self.verify: bool | str = str(ca) if not plain_http and ca.is_file() else True
+        self.plain_http = plain_http
+        self.ca_file = Path(certs_dir) / api_host / "ca.crt"
         self.credentials = credentials
         self.timeout = timeout
         self.clock = clock
@@ -200,6 +199,15 @@ class RegistryClient:
         self._last_check: float | None = None
         self._ratelimit: int | None = None
         self._local = threading.local()
+
+    @property
+    def verify(self) -> bool | str:
+        """The certs.d CA as a path when there is one (looked for on every request, as the
+        engine does on every pull): requests never swaps an explicit path for the CA bundle
+        of REQUESTS_CA_BUNDLE, as it does with ``True``."""
+        if not self.plain_http and self.ca_file.is_file():
+            return str(self.ca_file)
+        return True
 
     # --- bookkeeping -------------------------------------------------------------------
     def stats(self) -> RegistryStats:
@@ -434,10 +442,12 @@ def _basic(creds: Credentials) -> str:
 def _describe(exc: BaseException) -> str:
     """The root cause of a failed request, one short line, no URL (it may carry a token)."""
     root: BaseException = exc
-    while root.__cause__ is not None or root.__context__ is not None:
+    seen = {id(root)}
+    while True:
         nxt = root.__cause__ or root.__context__
-        if nxt is None or nxt is root:
+        if nxt is None or id(nxt) in seen:
             break
+        seen.add(id(nxt))
         root = nxt
     name = type(root).__name__
     if isinstance(exc, requests.exceptions.SSLError):
