@@ -377,10 +377,17 @@ class RegistryClient:
         url = f"{self.base}/v2/{ref.path}/manifests/{ref.tag}"
         scope = f"repository:{ref.path}:pull"
         headers = {"Accept": ACCEPT}
-        try:
-            creds = self.credentials()
-        except CredentialsError as exc:
-            raise RegistryError(str(exc)) from None
+        looked_up: list[Credentials | None] = []
+
+        def creds() -> Credentials | None:
+            """Looked up only when needed (a helper is a process), at most once per check."""
+            if not looked_up:
+                try:
+                    looked_up.append(self.credentials())
+                except CredentialsError as exc:
+                    raise RegistryError(str(exc)) from None
+            return looked_up[0]
+
         token = self._cached_token(scope)
         with self._lock:
             known = self._challenge
@@ -389,18 +396,18 @@ class RegistryClient:
         elif known is not None and known[0] == "bearer":
             # the registry wants a token, and ours expired: no 401 round trip to learn it again
             params = {k: v for k, v in known[1].items() if k != "scope"}
-            headers["Authorization"] = f"Bearer {self._token(params, scope, creds)}"
-        elif known is not None and known[0] == "basic" and creds is not None:
-            headers["Authorization"] = _basic(creds)
+            headers["Authorization"] = f"Bearer {self._token(params, scope, creds())}"
+        elif known is not None and known[0] == "basic" and (basic := creds()) is not None:
+            headers["Authorization"] = _basic(basic)
         response = self._request("HEAD", url, headers, "HEAD manifest")
         if response.status_code == 401:  # once: a fresh token, or the credentials
             scheme, challenge = parse_challenge(response.headers.get("WWW-Authenticate", ""))
             with self._lock:
                 self._challenge = (scheme, challenge)
             if scheme == "bearer":
-                headers["Authorization"] = f"Bearer {self._token(challenge, scope, creds)}"
-            elif scheme == "basic" and creds is not None:
-                headers["Authorization"] = _basic(creds)
+                headers["Authorization"] = f"Bearer {self._token(challenge, scope, creds())}"
+            elif scheme == "basic" and (basic := creds()) is not None:
+                headers["Authorization"] = _basic(basic)
             else:
                 raise RegistryError("unauthorized (HTTP 401)", "no credentials for it")
             response = self._request("HEAD", url, headers, "HEAD manifest")

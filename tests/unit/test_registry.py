@@ -333,3 +333,22 @@ def test_a_failing_registry_leaves_the_others_alone():
             stats = checker.stats([down.host, up.host])
     assert (stats[down.host].success, stats[up.host].success) == (False, True)
     assert stats[up.host].requests == {("HEAD", "200"): 1}
+
+
+def test_credentials_are_looked_up_only_when_the_registry_asks():
+    lookups: list[int] = []
+
+    def creds():
+        lookups.append(1)  # a credential helper is a process: not run for nothing
+        return CREDS
+
+    route, _ = token_registry(lifetime=300)
+    with fake_registry(lambda m, p, h: manifest(DIGEST_A)) as open_reg:
+        RegistryClient(open_reg.host, open_reg.host, True, creds).head_manifest(ref(open_reg.host))
+    assert lookups == []
+    with fake_registry(route) as reg:
+        route.host = reg.host
+        client = RegistryClient(reg.host, reg.host, True, creds)
+        client.head_manifest(ref(reg.host))
+        client.head_manifest(ref(reg.host))  # the token is cached: no lookup
+    assert lookups == [1]
