@@ -20,6 +20,9 @@ from .fleet import Fleet
 from .healthcheck import check, explicit, running_exporter_args
 from .jobs import Scheduler
 from .logs import setup_logging
+from .registry import configure_shared_checker
+from .registry_credentials import CredentialStore
+from .registry_credentials import config_dir as credentials_dir
 from .server import HTTPServer, Limits, connection_limit
 from .target import SingleTarget, Target
 from .web import make_app
@@ -154,6 +157,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     tune_memory()
     for warning in config.warnings:
         log.warning("%s", warning)
+    # one registry checker for every target: a tag shared by many hosts is asked once
+    configure_shared_checker(
+        config.registry_certs_dir, CredentialStore(credentials_dir(os.environ))
+    )
 
     # The main thread waits for the signals; every other thread blocks them. (A Python
     # handler runs only when the main thread wakes, and the kernel may hand a signal to

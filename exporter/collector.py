@@ -35,6 +35,7 @@ from .snapshot import (
     project_rw_bytes,
 )
 from .state import State, View
+from .updates import UpdatesSnapshot
 
 Family = Union[GaugeMetricFamily, CounterMetricFamily]  # a run-time union: Python 3.9
 Row = tuple[tuple[str, ...], float]  # label values (in the family's label order), value
@@ -283,7 +284,57 @@ class DockerCollector(Collector):
             parts.append(_by_key(m.PROJECT_RW_BYTES, rw))
         if view.swarm is not None and view.swarm.manager:
             parts.append(_swarm(view.swarm))
+        if view.updates is not None:
+            parts.append(self._updates(view.updates))
         return parts
+
+    def _updates(self, snap: UpdatesSnapshot) -> Families:
+        """The registry job's families: per container and image (as the per-object flags
+        allow), and per registry."""
+        containers: Rows = ()
+        if self.per_container:
+            containers = tuple(
+                ((c.name, status), 1.0 if status == c.status else 0.0)
+                for c in snap.containers
+                for status in m.UPDATE_STATUSES
+            )
+        images: Rows = ()
+        if self.per_image:
+            images = tuple(((i.image_id, i.tag), 1.0 if i.available else 0.0) for i in snap.images)
+        regs = snap.registries
+        return Families(
+            tuple(
+                Head.of(s)
+                for s in (
+                    m.IMAGE_UPDATE_AVAILABLE,
+                    m.CONTAINER_UPDATE_STATUS,
+                    m.REGISTRY_CHECK_SUCCESS,
+                    m.REGISTRY_REQUESTS,
+                    m.REGISTRY_LAST_CHECK,
+                    m.REGISTRY_RATELIMIT_REMAINING,
+                )
+            ),
+            (
+                images,
+                containers,
+                tuple(((r.registry,), 1.0 if r.success else 0.0) for r in regs),
+                tuple(
+                    ((r.registry, method, code), float(n))
+                    for r in regs
+                    for (method, code), n in sorted(r.stats.requests.items())
+                ),
+                tuple(
+                    ((r.registry,), r.stats.last_check)
+                    for r in regs
+                    if r.stats.last_check is not None
+                ),
+                tuple(
+                    ((r.registry,), float(r.stats.ratelimit_remaining))
+                    for r in regs
+                    if r.stats.ratelimit_remaining is not None
+                ),
+            ),
+        )
 
     def _exporter(self, view: View) -> Families:
         up: Rows = (((), 1.0 if view.engine_up else 0.0),)

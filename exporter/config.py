@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from . import durations
 from .filesystem import AUTO
-from .metrics import CONTAINER_SIZES, DISK_RESOURCES, DISK_USAGE, INVENTORY, SWARM
+from .metrics import CONTAINER_SIZES, DISK_RESOURCES, DISK_USAGE, INVENTORY, REGISTRY, SWARM
 from .thresholds import THRESHOLDS, parse_threshold
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
@@ -122,6 +122,15 @@ JOB_SETTINGS = (
         "5s",
         True,
         "Swarm services (/services and /tasks, asked of Swarm managers only)",
+    ),
+    JobSetting(
+        REGISTRY,
+        "registry-",
+        "registry_",
+        "0",
+        "10s",
+        True,
+        "registry (HEAD requests to the images' registries)",
     ),
 )
 
@@ -249,6 +258,18 @@ NO_EXPORTER_METRICS = Flag(
     False,
 )
 RESERVED_PATHS = ("/", "/-/healthy", "/-/ready", "/targets")
+REGISTRY_ALL_TAGS = Flag(
+    "--collect.registry-all-tags",
+    "the registry job checks every local tag, not only those containers were created from",
+    False,
+    boolean=True,
+)
+REGISTRY_CERTS_DIR = Flag(
+    "--collect.registry-certs-dir",
+    "where registry CAs are read from, as HOST:PORT/ca.crt (the engine's certs.d)",
+    "/etc/docker/certs.d",
+    metavar="DIR",
+)
 DATA_ROOT_FS = Flag(
     "--collect.data-root-filesystem",
     "measure the filesystem holding the engine's data root: 'auto' (the data root /info names,"
@@ -289,6 +310,7 @@ FLAG_GROUPS: dict[str, tuple[Flag, ...]] = {
     "alert thresholds (this host's; exported as docker_exporter_alert_threshold)": tuple(
         THRESHOLD_FLAGS.values()
     ),
+    "registry update check (see docs/registry.md)": (REGISTRY_ALL_TAGS, REGISTRY_CERTS_DIR),
     "fleet": (CONFIG_FILE, WATCH_INTERVAL),
     "operation": (HEALTHCHECK, LOG_LEVEL, LOG_FORMAT),
 }
@@ -334,6 +356,7 @@ class Schedules:
     disk_usage: JobSchedule
     container_sizes: JobSchedule
     swarm: JobSchedule
+    registry: JobSchedule = JobSchedule(0.0, 10.0)  # off unless asked
 
 
 @dataclass(frozen=True)
@@ -349,6 +372,7 @@ class TargetSettings:
     data_root_filesystem: str = AUTO  # auto, off, or the data root's path as seen here
     alert_thresholds: tuple[tuple[str, float], ...] = ()  # (threshold name, value) set
     per_volume: bool = True
+    registry_all_tags: bool = False  # the registry job checks every local tag
 
     @property
     def label_names(self) -> tuple[str, ...]:
@@ -379,6 +403,7 @@ class Config:
     telemetry_path: str = "/metrics"
     exporter_metrics: bool = True
     log_format: str = "logfmt"
+    registry_certs_dir: str = "/etc/docker/certs.d"
 
 
 def parse_duration(text: str, what: str, allow_zero: bool = False, minimum: float = 0.0) -> float:
@@ -631,7 +656,7 @@ def settings_from(
         changes["max_answer_bytes"] = parse_size(
             str(values["max_answer_size"]), names["max_answer_size"]
         )
-    for key in ("per_image", "per_container", "per_volume"):
+    for key in ("per_image", "per_container", "per_volume", "registry_all_tags"):
         if values.get(key) is not None:
             changes[key] = values[key]
     if values.get("data_root_filesystem") is not None:
@@ -668,6 +693,7 @@ FLAG_KEYS: dict[str, Flag] = {
     "container_labels": LABELS,
     "max_answer_size": MAX_ANSWER,
     "data_root_filesystem": DATA_ROOT_FS,
+    "registry_all_tags": REGISTRY_ALL_TAGS,
     **{t.key: THRESHOLD_FLAGS[t.name] for t in THRESHOLDS},
 }
 """The per-target settings that flags set, by their config-file key."""
@@ -728,6 +754,7 @@ def from_flags(values: Mapping[Flag, object], env: Mapping[str, str]) -> Config:
         telemetry_path=_telemetry_path(str(text(TELEMETRY_PATH))),
         exporter_metrics=not values.get(NO_EXPORTER_METRICS, False),
         log_format=str(text(LOG_FORMAT)),
+        registry_certs_dir=str(text(REGISTRY_CERTS_DIR)),
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,10 @@ from .config import (
     tls_warning,
 )
 from .discovery import NAME_RE, Found, docker_contexts, docker_machines, watched_files
+from .registry_credentials import Credentials
 
-TOP_KEYS = ("defaults", "targets", "discover")
+TOP_KEYS = ("defaults", "targets", "discover", "registries")
+REGISTRY_KEYS = ("username", "password_file")
 SETTING_KEYS = tuple(FLAG_KEYS)  # what defaults and each target may set
 TARGET_KEYS = ("name", "host", "tls", *SETTING_KEYS)
 TLS_KEYS = ("ca", "cert", "key", "verify", "cert_path")
@@ -44,6 +46,8 @@ class Loaded:
     sources: Mapping[str, str]  # target name -> "file", "docker context", "docker-machine"
     notes: tuple[str, ...]  # one line per skipped discovery entry or TLS warning
     watched: tuple[Path, ...]  # the file and the discovery files a change of which reloads
+    # registries: per-registry credentials for the registry job, over the docker CLI's
+    registry_credentials: Mapping[str, Credentials] = field(default_factory=dict)
 
 
 class _Where:
@@ -264,5 +268,31 @@ def load(path: str, base: TargetSettings, env: Mapping[str, str]) -> Loaded:
             continue
         targets.append(target)
         sources[target.name] = entry.source
-    watched = (Path(path), *watched_files(config_dir, store))
-    return Loaded(tuple(targets), sources, tuple(notes), watched)
+    credentials, password_files = _registries(doc.get("registries"), top)
+    watched = (Path(path), *watched_files(config_dir, store), *password_files)
+    return Loaded(tuple(targets), sources, tuple(notes), watched, credentials)
+
+
+def _registries(value: object, top: _Where) -> tuple[dict[str, Credentials], list[Path]]:
+    """``registries: {HOST[:PORT]: {username: U, password_file: PATH}}``: credentials for
+    the registry job, winning over the docker CLI's config.json (docker.io for Docker Hub)."""
+    raw = _mapping(value, top, "registries", "registries by host[:port]")
+    found: dict[str, Credentials] = {}
+    files: list[Path] = []
+    for host, entry in raw.items():
+        where = top.within(f"registries.{host}")
+        fields = _mapping(entry, where, None, "username and password_file")
+        _known(fields, REGISTRY_KEYS, where, "")
+        username, password_file = fields.get("username"), fields.get("password_file")
+        if not isinstance(username, str) or not username:
+            raise where.error("username", "is required")
+        if not isinstance(password_file, str) or not password_file:
+            raise where.error("password_file", "is required (a file holding the password)")
+        try:
+            password = Path(password_file).read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            problem = getattr(exc, "strerror", None) or exc
+            raise where.error("password_file", f"cannot read {password_file}: {problem}") from None
+        found[str(host)] = Credentials(username, password)
+        files.append(Path(password_file))
+    return found, files

@@ -12,6 +12,7 @@ import contextlib
 import http.client
 import json
 import logging
+import re
 import socket
 import ssl
 import threading
@@ -50,6 +51,8 @@ SERVICES = "/services"  # the swarm job, on Swarm managers only
 TASKS = "/tasks"
 # Every path this client requests; the socket-proxy config and the README list exactly these.
 ENDPOINTS = (VERSION, INFO, IMAGES, CONTAINERS, SYSTEM_DF, SERVICES, TASKS)
+# The registry job's one per-object request: a container whose tag moved, inspected once.
+_INSPECT = re.compile(r"/containers/[0-9a-f]{12,64}/json")
 
 
 # OpenSSL alert reasons a TLS server sends when it rejects (or misses) the client certificate
@@ -260,7 +263,7 @@ class EngineClient:
         this request is a retry with what is left of it."""
         stated = timeout if stated_timeout is None else stated_timeout
         api = self._session()
-        if path not in ENDPOINTS:
+        if path not in ENDPOINTS and not _INSPECT.fullmatch(path):
             raise ValueError(f"{path} is not one of the engine endpoints {ENDPOINTS}")
         version = self._engine.api_version if self._engine and path != VERSION else ""
         url = f"{api.base_url}{'/v' + version if version else ''}{path}"
@@ -430,3 +433,18 @@ class EngineClient:
             time.sleep(pause)
             pause = min(pause * 2, DF_BUSY_LONGEST_PAUSE)
             left = max(deadline - time.monotonic(), 0.001)
+
+    def registry_config(self) -> Any:
+        """/info, for its RegistryConfig (the registry job reads it each run)."""
+        self.engine()
+        return self._get(INFO, None, self.timeout)
+
+    def container_image_ref(self, container_id: str) -> str:
+        """The reference a container was created from (inspect's Config.Image)."""
+        self.engine()
+        data: Any = self._get(f"/containers/{container_id}/json", None, self.timeout)
+        config = data.get("Config") if isinstance(data, dict) else None
+        image = config.get("Image") if isinstance(config, dict) else None
+        if not isinstance(image, str):
+            raise EngineDataError(f"inspect of container {container_id[:12]} has no Config.Image")
+        return image

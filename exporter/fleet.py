@@ -33,6 +33,7 @@ from .config import Config, ConfigError, TargetConfig
 from .configfile import Loaded, load
 from .exposition import Exposition
 from .jobs import Scheduler
+from .registry import shared_checker
 from .target import Target
 
 log = logging.getLogger(__name__)
@@ -140,6 +141,7 @@ class Fleet:
             target.stop(self.scheduler)
         self._targets = MappingProxyType(new)
         self._sources = MappingProxyType(dict(loaded.sources))
+        shared_checker().credentials.set_overrides(loaded.registry_credentials)
         self._watched = loaded.watched
         self._signature = _signature(loaded.watched)
         self.reload_ok = True

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -36,6 +37,7 @@ from .records import (
     parse_services,
     parse_tasks,
 )
+from .registry import RegistryChecker, TagCheck, parse_registry_config, shared_checker
 from .snapshot import (
     ContainerSizesSnapshot,
     DiskUsageSnapshot,
@@ -47,6 +49,15 @@ from .snapshot import (
     build_swarm,
 )
 from .state import JobStatus, Slot, State
+from .updates import (
+    LocalImages,
+    TagKey,
+    UpdatesSnapshot,
+    build_updates,
+    key_of,
+    needs_inspect,
+    refs_to_check,
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +74,8 @@ S = TypeVar("S")
 
 class Job(Generic[S]):
     """Fetch-and-build for one job; subclasses define ``collect``."""
+
+    start_delay = 0.0  # seconds before the first run
 
     def __init__(self, client: EngineClient, schedule: JobSchedule, slot: Slot[S]) -> None:
         self.client = client
@@ -191,6 +204,60 @@ class SwarmJob(Job[SwarmSnapshot]):
         return build_swarm(services, tasks, now)
 
 
+class RegistryJob(Job[UpdatesSnapshot]):
+    """Which containers to pull or recreate: the engine's tags against their registries.
+
+    Engine requests per run are constant: /info (RegistryConfig), /containers/json and
+    /images/json, plus one inspect per container the first time it is seen with an image
+    ID where its tag was (its Config.Image never changes: cached by container ID). Registry
+    requests go through the exporter-wide ``RegistryChecker``: one per tag per interval,
+    whichever targets share the tag. The first run waits a random part of the interval
+    (at most a minute), so that many exporters don't ask a registry at the same moment.
+    """
+
+    def __init__(
+        self,
+        client: EngineClient,
+        schedule: JobSchedule,
+        slot: Slot[UpdatesSnapshot],
+        checker: RegistryChecker,
+        all_tags: bool = False,
+    ) -> None:
+        super().__init__(client, schedule, slot)
+        self.checker = checker
+        self.all_tags = all_tags
+        self.created_from: dict[str, str] = {}  # container ID -> Config.Image
+        self.start_delay = random.uniform(0.0, min(schedule.interval * 0.1, 60.0))
+
+    def collect(self, now: float) -> UpdatesSnapshot:
+        config = parse_registry_config(self.client.registry_config())
+        containers = self.client.containers(decode=lambda body: decode_containers(body, ()))
+        images = self.client.images(decode_images)
+        created_from: dict[str, str] = {}
+        for c in containers:
+            if not needs_inspect(c):
+                created_from[c.id] = c.image
+            elif c.id in self.created_from:
+                created_from[c.id] = self.created_from[c.id]
+            else:
+                created_from[c.id] = self.client.container_image_ref(c.id)
+        self.created_from = created_from  # containers gone are forgotten
+        local = LocalImages(images)
+        refs = refs_to_check(containers, created_from, local, self.all_tags)
+        checks: dict[TagKey, TagCheck] = {}
+        unreachable: dict[str, TagCheck] = {}  # a registry without answer: not asked again now
+        for ref in refs:
+            if ref.registry in unreachable:
+                checks[key_of(ref)] = unreachable[ref.registry]
+                continue
+            check = self.checker.check(ref, config.plain_http(ref.registry), self.schedule.interval)
+            checks[key_of(ref)] = check
+            if check.unreachable:
+                unreachable[ref.registry] = check
+        stats = self.checker.stats(ref.registry for ref in refs)
+        return build_updates(now, containers, created_from, images, checks, stats)
+
+
 class Runner(Generic[S]):
     """Runs one job, times it, publishes the outcome, and logs each failure cause once."""
 
@@ -256,7 +323,11 @@ class Runner(Generic[S]):
 
 
 def build_jobs(
-    engine: EngineConfig, settings: TargetSettings, state: State, log_prefix: str = ""
+    engine: EngineConfig,
+    settings: TargetSettings,
+    state: State,
+    log_prefix: str = "",
+    checker: RegistryChecker | None = None,
 ) -> list[Job[Any]]:
     """The target's jobs, each with its own engine client (a slow df never holds the
     inventory's connection) and the slot it publishes to; jobs turned off are left out."""
@@ -293,6 +364,16 @@ def build_jobs(
         jobs.append(
             ContainerSizesJob(
                 client(schedules.container_sizes), schedules.container_sizes, state.container_sizes
+            )
+        )
+    if schedules.registry.enabled:
+        jobs.append(
+            RegistryJob(
+                client(schedules.registry),
+                schedules.registry,
+                state.registry,
+                checker or shared_checker(),
+                settings.registry_all_tags,
             )
         )
     return jobs

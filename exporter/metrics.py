@@ -316,6 +316,54 @@ IMAGES_UNUSED_UNIQUE = _g(
     DISK_USAGE,
 )
 
+# --- registry update check (registry job; issue 18) --------------------------------------------
+REGISTRY = "registry"
+UPDATE_STATUSES = ("current", "recreate", "pull", "local", "unknown")
+IMAGE_UPDATE_AVAILABLE = _g(
+    "docker_image_update_available",
+    ("image_id", "tag"),
+    "1 when the registry's digest for the tag is none of the image's RepoDigests for that"
+    " repository, 0 when it is one of them; absent while unknown (not checked, check failed,"
+    " or an image without a registry digest).",
+    REGISTRY,
+)
+CONTAINER_UPDATE_STATUS = _g(
+    "docker_container_update_status",
+    ("name", "status"),
+    "1 for the container's one status: current (runs what its tag points to, and the registry"
+    " agrees), recreate (the registry agrees with the local tag, the container runs an older"
+    " image), pull (the registry has another image for the tag), local (no registry digest:"
+    " built here or pinned by digest), unknown (not checked yet, or the check failed).",
+    REGISTRY,
+)
+REGISTRY_CHECK_SUCCESS = _g(
+    "docker_registry_check_success",
+    ("registry",),
+    "1 when every tag this target checked at the registry (host[:port], docker.io for Docker"
+    " Hub) got an answer in the last run.",
+    REGISTRY,
+)
+REGISTRY_REQUESTS = MetricSpec(
+    "docker_registry_requests_total",
+    "counter",
+    ("registry", "method", "code"),
+    "Requests made to the registry and its token service by this exporter (shared by all its"
+    " targets: do not sum across targets); code 'error' when no answer came.",
+    REGISTRY,
+)
+REGISTRY_LAST_CHECK = _g(
+    "docker_registry_last_check_timestamp_seconds",
+    ("registry",),
+    "When a manifest check at the registry last succeeded (exporter-wide).",
+    REGISTRY,
+)
+REGISTRY_RATELIMIT_REMAINING = _g(
+    "docker_registry_ratelimit_remaining",
+    ("registry",),
+    "The registry's last ratelimit-remaining header (Docker Hub's pulls left in its window).",
+    REGISTRY,
+)
+
 ALL: tuple[MetricSpec, ...] = tuple(
     v for v in list(globals().values()) if isinstance(v, MetricSpec)
 )

@@ -12,8 +12,9 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Generic, TypeVar
 
-from .metrics import CONTAINER_SIZES, DISK_USAGE, INVENTORY, SWARM
+from .metrics import CONTAINER_SIZES, DISK_USAGE, INVENTORY, REGISTRY, SWARM
 from .snapshot import ContainerSizesSnapshot, DiskUsageSnapshot, InventorySnapshot, SwarmSnapshot
+from .updates import UpdatesSnapshot
 
 
 @dataclass(frozen=True)
@@ -84,19 +85,31 @@ class View:
     disk_usage: DiskUsageSnapshot | None = None
     container_sizes: ContainerSizesSnapshot | None = None
     swarm: SwarmSnapshot | None = None
+    updates: UpdatesSnapshot | None = None
 
 
 class State:
     def __init__(
-        self, disk_usage: bool = True, container_sizes: bool = False, swarm: bool = False
+        self,
+        disk_usage: bool = True,
+        container_sizes: bool = False,
+        swarm: bool = False,
+        registry: bool = False,
     ) -> None:
         self.inventory: Slot[InventorySnapshot] = Slot(INVENTORY)
         self.disk_usage: Slot[DiskUsageSnapshot] = Slot(DISK_USAGE, disk_usage)
         self.container_sizes: Slot[ContainerSizesSnapshot] = Slot(CONTAINER_SIZES, container_sizes)
         self.swarm: Slot[SwarmSnapshot] = Slot(SWARM, swarm)
+        self.registry: Slot[UpdatesSnapshot] = Slot(REGISTRY, registry)
 
     def drop(self) -> None:
-        for slot in (self.inventory, self.disk_usage, self.container_sizes, self.swarm):
+        for slot in (
+            self.inventory,
+            self.disk_usage,
+            self.container_sizes,
+            self.swarm,
+            self.registry,
+        ):
             slot.drop()
 
     @property
@@ -105,11 +118,12 @@ class State:
         return self.inventory.result.status.attempted
 
     def view(self) -> View:
-        inventory, disk_usage, sizes, swarm = (
+        inventory, disk_usage, sizes, swarm, registry = (
             self.inventory.result,
             self.disk_usage.result,
             self.container_sizes.result,
             self.swarm.result,
+            self.registry.result,
         )
         statuses = {
             slot.job: result.status
@@ -118,6 +132,7 @@ class State:
                 (self.disk_usage, disk_usage),
                 (self.container_sizes, sizes),
                 (self.swarm, swarm),
+                (self.registry, registry),
             )
             if slot.scheduled
         }
@@ -128,4 +143,5 @@ class State:
             disk_usage.snapshot,
             sizes.snapshot,
             swarm.snapshot,
+            registry.snapshot,
         )

@@ -39,6 +39,7 @@ class Target:
             disk_usage=schedules.disk_usage.enabled,
             container_sizes=schedules.container_sizes.enabled,
             swarm=schedules.swarm.enabled,
+            registry=schedules.registry.enabled,
         )
         collectors: list[Collector] = [
             DockerCollector(
@@ -82,7 +83,7 @@ class Target:
     def start(self, scheduler: Scheduler) -> None:
         """Schedule every job, the first runs at once."""
         for runner in self.runners:
-            scheduler.add(self.job_id(runner), runner)
+            scheduler.add(self.job_id(runner), runner, runner.job.start_delay)
         self.collecting = True
 
     def stop(self, scheduler: Scheduler) -> None:

@@ -299,6 +299,8 @@ def test_each_job_has_its_flags_and_keys_once():
         "--collect.container-sizes-timeout",
         "--collect.swarm-interval",
         "--collect.swarm-timeout",
+        "--collect.registry-interval",
+        "--collect.registry-timeout",
     ]
     every_flag = [f.name for group in FLAG_GROUPS.values() for f in group]
     assert len(every_flag) == len(set(every_flag))
@@ -307,4 +309,5 @@ def test_each_job_has_its_flags_and_keys_once():
         ("disk_usage_interval", "disk_usage_timeout"),
         ("container_sizes_interval", "container_sizes_timeout"),
         ("swarm_interval", "swarm_timeout"),
+        ("registry_interval", "registry_timeout"),
     ]

@@ -10,6 +10,7 @@ import pytest
 from exporter.cli import parse_config
 from exporter.config import EngineConfig, JobSchedule, TLSSettings
 from exporter.configfile import load
+from exporter.registry_credentials import Credentials
 from tests.support.certs import generate_certs
 
 BASE = parse_config([], {}).target.settings
@@ -107,7 +108,7 @@ ONE = "targets:\n  - name: b1\n    host: tcp://10.0.0.1:2376\n"
 ERRORS = [
     ("targets: [\n", "line 2: not valid YAML: expected the node content, but found '<stream end>'"),
     ("- a\n- b\n", "must be a mapping of defaults, targets and discover"),
-    ("target: []\n", "target: unknown key (known: defaults, targets, discover)"),
+    ("target: []\n", "target: unknown key (known: defaults, targets, discover, registries)"),
     ("targets: {b1: {}}\n", "targets: must be a list of targets"),
     ("targets: [b1]\n", "targets[0]: must be a mapping of target settings (name, host, tls, ...)"),
     ("targets:\n  - host: unix:///d.sock\n", "targets[0]: name: is required"),
@@ -123,7 +124,7 @@ ERRORS = [
     ),
     (
         ONE + "    hots: x\n",
-        "target 'b1': hots: unknown key (known: name, host, tls, collect_interval, collect_timeout, disk_usage_interval, disk_usage_timeout, container_sizes_interval, container_sizes_timeout, swarm_interval, swarm_timeout, disk_usage_resources, per_image, per_container, per_volume, container_labels, max_answer_size, data_root_filesystem, alert_image_disk_share, alert_reclaimable_share, alert_image_disk_budget_bytes, alert_dangling_images, alert_dangling_volumes_bytes, alert_idle_build_cache_bytes)",  # noqa: E501
+        "target 'b1': hots: unknown key (known: name, host, tls, collect_interval, collect_timeout, disk_usage_interval, disk_usage_timeout, container_sizes_interval, container_sizes_timeout, swarm_interval, swarm_timeout, registry_interval, registry_timeout, disk_usage_resources, per_image, per_container, per_volume, container_labels, max_answer_size, data_root_filesystem, registry_all_tags, alert_image_disk_share, alert_reclaimable_share, alert_image_disk_budget_bytes, alert_dangling_images, alert_dangling_volumes_bytes, alert_idle_build_cache_bytes)",  # noqa: E501
     ),
     (
         "targets:\n  - name: b1\n    host: ssh://me@h\n",
@@ -209,7 +210,7 @@ ERRORS = [
     ),
     (
         "defaults:\n  host: unix:///d.sock\n",
-        "defaults: host: unknown key (known: collect_interval, collect_timeout, disk_usage_interval, disk_usage_timeout, container_sizes_interval, container_sizes_timeout, swarm_interval, swarm_timeout, disk_usage_resources, per_image, per_container, per_volume, container_labels, max_answer_size, data_root_filesystem, alert_image_disk_share, alert_reclaimable_share, alert_image_disk_budget_bytes, alert_dangling_images, alert_dangling_volumes_bytes, alert_idle_build_cache_bytes)",  # noqa: E501
+        "defaults: host: unknown key (known: collect_interval, collect_timeout, disk_usage_interval, disk_usage_timeout, container_sizes_interval, container_sizes_timeout, swarm_interval, swarm_timeout, registry_interval, registry_timeout, disk_usage_resources, per_image, per_container, per_volume, container_labels, max_answer_size, data_root_filesystem, registry_all_tags, alert_image_disk_share, alert_reclaimable_share, alert_image_disk_budget_bytes, alert_dangling_images, alert_dangling_volumes_bytes, alert_idle_build_cache_bytes)",  # noqa: E501
     ),
     (
         "discover:\n  docker_context: true\n",
@@ -235,3 +236,40 @@ def test_an_unreadable_file(tmp_path):
     with pytest.raises(Exception) as err:
         load(str(tmp_path / "missing.yml"), BASE, {})
     assert str(err.value) == f"{tmp_path}/missing.yml: cannot read: No such file or directory"
+
+
+def test_registry_credentials_and_settings(tmp_path):
+    secret = tmp_path / "ghcr.pass"
+    secret.write_text("t0ken\n")
+    path = tmp_path / "fleet.yml"
+    path.write_text(
+        textwrap.dedent(
+            f"""\
+            defaults: {{registry_interval: 6h, registry_all_tags: true}}
+            targets: [{{name: a, host: "unix:///run/a.sock", registry_interval: 1h}}]
+            registries:
+              ghcr.io: {{username: bot, password_file: {secret}}}
+            """
+        )
+    )
+    loaded = load(str(path), BASE, {})
+    settings = loaded.targets[0].settings
+    assert (settings.schedules.registry, settings.registry_all_tags) == (
+        JobSchedule(3600.0, 10.0),
+        True,
+    )
+    assert dict(loaded.registry_credentials) == {"ghcr.io": Credentials("bot", "t0ken")}
+    assert secret in loaded.watched
+    path.write_text("registries:\n  ghcr.io: {username: bot}\n")
+    with pytest.raises(Exception) as err:
+        load(str(path), BASE, {})
+    assert str(err.value) == (
+        f"{path}: registries.ghcr.io: password_file: is required (a file holding the password)"
+    )
+    path.write_text(f"registries:\n  ghcr.io: {{username: bot, password_file: {tmp_path}/no}}\n")
+    with pytest.raises(Exception) as err:
+        load(str(path), BASE, {})
+    assert str(err.value) == (
+        f"{path}: registries.ghcr.io: password_file: cannot read {tmp_path}/no:"
+        " No such file or directory"
+    )

@@ -34,6 +34,7 @@ TOOLS = {
     "newuidmap": "uidmap",
     "systemd-analyze": "systemd",
     "npm": "npm",
+    "docker-registry": "docker-registry",
 }
 OTHER_PACKAGES = ("busybox-static", "ca-certificates")
 
