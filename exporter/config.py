@@ -241,6 +241,13 @@ DATA_ROOT_FS = Flag(
     " root's path as mounted into the exporter",
     AUTO,
 )
+EVENTS = Flag(
+    "--collect.events",
+    "watch the engine's event stream (GET /events): restart, OOM kill and exit counters, and"
+    " a collection within about a second of a change (off: the interval alone)",
+    True,
+    boolean=True,
+)
 THRESHOLD_FLAGS: dict[str, Flag] = {
     t.name: Flag(
         t.flag,
@@ -270,6 +277,7 @@ FLAG_GROUPS: dict[str, tuple[Flag, ...]] = {
         WORKERS,
         ON_SCRAPE,
     ),
+    "event stream": (EVENTS,),
     "alert thresholds (this host's; exported as docker_exporter_alert_threshold)": tuple(
         THRESHOLD_FLAGS.values()
     ),
@@ -331,6 +339,7 @@ class TargetSettings:
     max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES
     data_root_filesystem: str = AUTO  # auto, off, or the data root's path as seen here
     alert_thresholds: tuple[tuple[str, float], ...] = ()  # (threshold name, value) set
+    events: bool = True  # watch the engine's event stream
 
     @property
     def label_names(self) -> tuple[str, ...]:
@@ -613,7 +622,7 @@ def settings_from(
         changes["max_answer_bytes"] = parse_size(
             str(values["max_answer_size"]), names["max_answer_size"]
         )
-    for key in ("per_image", "per_container"):
+    for key in ("per_image", "per_container", "events"):
         if values.get(key) is not None:
             changes[key] = values[key]
     if values.get("data_root_filesystem") is not None:
@@ -649,6 +658,7 @@ FLAG_KEYS: dict[str, Flag] = {
     "container_labels": LABELS,
     "max_answer_size": MAX_ANSWER,
     "data_root_filesystem": DATA_ROOT_FS,
+    "events": EVENTS,
     **{t.key: THRESHOLD_FLAGS[t.name] for t in THRESHOLDS},
 }
 """The per-target settings that flags set, by their config-file key."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Generic, TypeVar
 
+from .events import EventsSnapshot
 from .metrics import CONTAINER_SIZES, DISK_USAGE, INVENTORY
 from .snapshot import ContainerSizesSnapshot, DiskUsageSnapshot, InventorySnapshot
 
@@ -83,6 +84,7 @@ class View:
     inventory: InventorySnapshot | None = None
     disk_usage: DiskUsageSnapshot | None = None
     container_sizes: ContainerSizesSnapshot | None = None
+    events: EventsSnapshot | None = None  # the event stream's counts; None without a stream
 
 
 class State:
@@ -90,10 +92,13 @@ class State:
         self.inventory: Slot[InventorySnapshot] = Slot(INVENTORY)
         self.disk_usage: Slot[DiskUsageSnapshot] = Slot(DISK_USAGE, disk_usage)
         self.container_sizes: Slot[ContainerSizesSnapshot] = Slot(CONTAINER_SIZES, container_sizes)
+        # The event stream's newest counts, swapped whole by the stream (one attribute write)
+        self.events: EventsSnapshot | None = None
 
     def drop(self) -> None:
         for slot in (self.inventory, self.disk_usage, self.container_sizes):
             slot.drop()
+        self.events = None
 
     @property
     def ready(self) -> bool:
@@ -121,4 +126,5 @@ class State:
             inventory.snapshot,
             disk_usage.snapshot,
             sizes.snapshot,
+            self.events,
         )
