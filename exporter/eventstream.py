@@ -215,14 +215,24 @@ class EventStream:
         self._logged: set[str] = set()  # junk causes logged on this stream
         self._failing: str | None = None  # the current failure's cause, logged once
         self._was_open = False  # the current session subscribed
+        self._stopped = False
 
     # --- from any thread ---------------------------------------------------------------
 
-    def start(self, loop: EventLoop) -> None:
-        self._loop = loop.loop()
-        self._loop.call_soon_threadsafe(self._start)
+    def start(self, loop: EventLoop | None = None) -> None:
+        if self._loop is None and not self._stopped:
+            self._loop = (loop or shared_loop()).loop()
+            self._loop.call_soon_threadsafe(self._start)
+
+    def subscribe(self) -> None:
+        """Start (once) and wait for the first subscription: what the inventory job calls
+        before each list."""
+        self.start()
+        self.wait_subscribed()
 
     def stop(self) -> None:
+        self._stopped = True
+        self.subscribed.set()  # a list waiting for it goes on
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._stop)
 

@@ -18,7 +18,7 @@ from .buildinfo import BuildInfoCollector
 from .collector import DockerCollector
 from .config import TargetConfig
 from .events import EventsSnapshot
-from .eventstream import EventStream, shared_loop
+from .eventstream import EventStream
 from .exposition import Exposition
 from .jobs import InventoryJob, Runner, Scheduler, build_jobs
 from .snapshot import InventorySnapshot
@@ -133,8 +133,9 @@ class Target:
             )
             inventory = self.runners[0].job
             assert isinstance(inventory, InventoryJob)
-            inventory.before_list = self.events.wait_subscribed
-            self.events.start(shared_loop())
+            # subscribed by the first inventory run, on the scheduler: not before the
+            # exporter listens, and always before the first list
+            inventory.before_list = self.events.subscribe
         for runner in self.runners:
             scheduler.add(self.job_id(runner), runner)
         self.collecting = True

@@ -123,7 +123,7 @@ ERRORS = [
     ),
     (
         ONE + "    hots: x\n",
-        "target 'b1': hots: unknown key (known: name, host, tls, collect_interval, collect_timeout, disk_usage_interval, disk_usage_timeout, container_sizes_interval, container_sizes_timeout, disk_usage_resources, per_image, per_container, container_labels, max_answer_size, data_root_filesystem, alert_image_disk_share, alert_reclaimable_share, alert_image_disk_budget_bytes, alert_dangling_images)",  # noqa: E501
+        "target 'b1': hots: unknown key (known: name, host, tls, collect_interval, collect_timeout, disk_usage_interval, disk_usage_timeout, container_sizes_interval, container_sizes_timeout, disk_usage_resources, per_image, per_container, container_labels, max_answer_size, data_root_filesystem, events, alert_image_disk_share, alert_reclaimable_share, alert_image_disk_budget_bytes, alert_dangling_images, alert_container_restarts)",  # noqa: E501
     ),
     (
         "targets:\n  - name: b1\n    host: ssh://me@h\n",
@@ -209,7 +209,7 @@ ERRORS = [
     ),
     (
         "defaults:\n  host: unix:///d.sock\n",
-        "defaults: host: unknown key (known: collect_interval, collect_timeout, disk_usage_interval, disk_usage_timeout, container_sizes_interval, container_sizes_timeout, disk_usage_resources, per_image, per_container, container_labels, max_answer_size, data_root_filesystem, alert_image_disk_share, alert_reclaimable_share, alert_image_disk_budget_bytes, alert_dangling_images)",  # noqa: E501
+        "defaults: host: unknown key (known: collect_interval, collect_timeout, disk_usage_interval, disk_usage_timeout, container_sizes_interval, container_sizes_timeout, disk_usage_resources, per_image, per_container, container_labels, max_answer_size, data_root_filesystem, events, alert_image_disk_share, alert_reclaimable_share, alert_image_disk_budget_bytes, alert_dangling_images, alert_container_restarts)",  # noqa: E501
     ),
     (
         "discover:\n  docker_context: true\n",

@@ -38,6 +38,7 @@ def test_flag_names_follow_threshold_names():
         "--alert.reclaimable-share",
         "--alert.image-disk-budget",
         "--alert.dangling-images",
+        "--alert.container-restarts",
     ]
 
 
