@@ -49,7 +49,13 @@ class Watched:
             return self.published[-1] if self.published else EventsSnapshot()
 
     def wait(self, check, what: str, timeout: float = 20.0) -> EventsSnapshot:
-        return wait_until(lambda: check(self.last) and self.last, timeout, what=what, ignore=())  # type: ignore[return-value]
+        def ready() -> EventsSnapshot | None:
+            last = self.last
+            return last if check(last) else None
+
+        found = wait_until(ready, timeout, what=what, ignore=())
+        assert found is not None
+        return found
 
 
 @pytest.fixture
@@ -68,7 +74,7 @@ def watched(feed) -> Iterator[Watched]:
     w.stream.stop()
 
 
-def restart_loop(events: EventFeed, cid: str, restarts: int) -> list[dict]:
+def restart_loop(events: EventFeed, cid: str, restarts: int) -> list[dict[str, object]]:
     out = [events.event("create", cid, name="loop"), events.event("start", cid, name="loop")]
     for _ in range(restarts):
         out += [events.event("die", cid, name="loop", exitCode=2), events.event("start", cid)]
