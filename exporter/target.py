@@ -136,6 +136,7 @@ class Target:
             # subscribed by the first inventory run, on the scheduler: not before the
             # exporter listens, and always before the first list
             inventory.before_list = self.events.subscribe
+            self.state.events = EventsSnapshot()  # stream_up 0 until it subscribes
         for runner in self.runners:
             scheduler.add(self.job_id(runner), runner)
         self.collecting = True
