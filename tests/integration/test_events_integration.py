@@ -69,10 +69,17 @@ def test_restart_policy_loop_equals_restart_count(fresh_engine, run_exporter):
     assert value(s, "docker_container_oom_kills_total", name="loop") == 0.0
     assert value(s, "docker_events_total", type="container", action="die") == 4.0
     assert value(s, "docker_events_total", type="container", action="start") == 4.0
-    # docker restart of the exited container, and docker start: one each
-    eng.cli("start", "loop")
-    wait_exited_for_good(eng, "loop", 3)
-    s = exp.wait_for(lambda s: value(s, "docker_container_restarts_total", name="loop") == 4.0)
+    # docker restart of a running container, and docker start of an exited one: one each
+    eng.cli("run", "-d", "--init", "--name", "sleeper", IMAGE, "sleep", "100000")
+    eng.cli("restart", "-t", "1", "sleeper")
+    eng.cli("run", "--name", "once", IMAGE, "true")
+    eng.cli("start", "-a", "once")
+    s = exp.wait_for(
+        lambda s: value(s, "docker_container_restarts_total", name="sleeper") == 1.0
+        and value(s, "docker_container_restarts_total", name="once") == 1.0
+    )
+    assert value(s, "docker_container_restarts_total", name="loop") == 3.0
+    assert value(s, "docker_container_last_exit_code", name="once") == 0.0
     assert value(s, "docker_exporter_events_reconnects_total") == 0.0
 
 
