@@ -15,6 +15,7 @@ restart-policy restarts the count equals the growth of inspect's ``RestartCount`
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -40,6 +41,7 @@ CONTAINER_ACTIONS = (
     "rename",
     "update",
     "destroy",
+    "remove",  # Podman's destroy
 )
 IMAGE_ACTIONS = ("pull", "tag", "untag", "delete", "import", "load")
 ACTIONS = frozenset(CONTAINER_ACTIONS + IMAGE_ACTIONS)
@@ -61,6 +63,7 @@ CHANGES_INVENTORY = frozenset(
         "unpause",
         "rename",
         "destroy",
+        "remove",
         "restart",
         "pull",
         "tag",
@@ -72,6 +75,8 @@ CHANGES_INVENTORY = frozenset(
 )
 # How many events moby holds for replay (daemon/events, eventsLimit).
 ENGINE_REPLAY_LIMIT = 256
+# Keys of counted events remembered to drop replays: far more than any replay holds.
+RECENT_KEYS = 4096
 
 
 class EventDataError(ValueError):
@@ -203,8 +208,12 @@ class EventCounter:
     def __init__(self) -> None:
         self.by_action: dict[tuple[str, str], int] = {}
         self.containers: dict[str, ContainerEvents] = {}
-        self.last_nano = 0  # the newest event counted
-        self._at_last: set[tuple[int, str, str, str]] = set()  # keys counted at last_nano
+        self.last_nano = 0  # the newest event counted: a reconnect's since
+        # The keys of the last events counted: a reconnect replays from since inclusive, so
+        # what it repeats is among them. Not "older than the newest": Podman sends events
+        # out of time order (a pull stamped before the create counted just before it).
+        self._recent: deque[tuple[int, str, str, str]] = deque()
+        self._recent_keys: set[tuple[int, str, str, str]] = set()
         self.up = False
         self.reconnects = 0
         self.replay_gaps = 0
@@ -212,13 +221,15 @@ class EventCounter:
 
     def add(self, event: EventRecord, never_started: NeverStarted | None = None) -> bool:
         """Count one event; False (and nothing counted) when it was counted before."""
-        if event.time_nano < self.last_nano or event.key in self._at_last:
+        key = event.key
+        if key in self._recent_keys:
             self.dropped_replays += 1
             return False
-        if event.time_nano > self.last_nano:
-            self.last_nano = event.time_nano
-            self._at_last = set()
-        self._at_last.add(event.key)
+        self._recent.append(key)
+        self._recent_keys.add(key)
+        if len(self._recent) > RECENT_KEYS:
+            self._recent_keys.discard(self._recent.popleft())
+        self.last_nano = max(self.last_nano, event.time_nano)
         action = event.action if event.action in ACTIONS else OTHER
         kind = event.type if event.type in TYPES else OTHER
         self.by_action[(kind, action)] = self.by_action.get((kind, action), 0) + 1
@@ -228,7 +239,7 @@ class EventCounter:
 
     def _container(self, event: EventRecord, never_started: NeverStarted | None) -> None:
         cid = short_id(event.actor_id)
-        if event.action == "destroy":
+        if event.action in ("destroy", "remove"):
             self.containers.pop(cid, None)
             return
         seen = self.containers.get(cid)

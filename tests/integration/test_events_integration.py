@@ -15,8 +15,7 @@ import pytest
 
 from tests.harness import scenario as sc
 from tests.harness.dockerd import Engine
-from tests.integration.test_engine_integration import exporter_env, tcp_flags
-from tests.support.env import need
+from tests.support.env import clean_env, need
 from tests.support.promql import value
 from tests.support.relay import Relay
 from tests.support.wait import wait_until
@@ -24,6 +23,25 @@ from tests.support.wait import wait_until
 pytestmark = pytest.mark.integration
 SLOW = ("--collect.interval", "60s", "--collect.disk-usage-interval", "0")
 IMAGE = "evt:1"
+# set on this machine and many users': they must never replace the engine's CA
+PROXY_CA = {
+    "REQUESTS_CA_BUNDLE": "/etc/ssl/certs/ca-certificates.crt",
+    "CURL_CA_BUNDLE": "/etc/ssl/certs/ca-certificates.crt",
+    "SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt",
+}
+
+
+def exporter_env() -> dict[str, str]:
+    return clean_env(PROXY_CA)
+
+
+def tcp_flags(eng: Engine) -> list[str]:
+    """The engine's TLS port with its CA and the client pair in its certs directory."""
+    certs = eng.certs
+    return [
+        "--docker.host", eng.tcp_url, "--docker.tls-ca", str(certs / "ca.pem"),
+        "--docker.tls-cert", str(certs / "cert.pem"), "--docker.tls-key", str(certs / "key.pem"),
+    ]  # fmt: skip
 
 
 def tiny_image(eng: Engine) -> None:
@@ -75,8 +93,10 @@ def test_restart_policy_loop_equals_restart_count(fresh_engine, run_exporter):
     eng.cli("run", "--name", "once", IMAGE, "true")
     eng.cli("start", "-a", "once")
     s = exp.wait_for(
-        lambda s: value(s, "docker_container_restarts_total", name="sleeper") == 1.0
-        and value(s, "docker_container_restarts_total", name="once") == 1.0
+        lambda s: (
+            value(s, "docker_container_restarts_total", name="sleeper") == 1.0
+            and value(s, "docker_container_restarts_total", name="once") == 1.0
+        )
     )
     assert value(s, "docker_container_restarts_total", name="loop") == 3.0
     assert value(s, "docker_container_last_exit_code", name="once") == 0.0
@@ -161,7 +181,7 @@ def test_a_cut_connection_mid_loop_still_equals_restart_count(fresh_engine, run_
 def test_mutual_tls_stream_with_proxy_ca_variables_set(fresh_engine, run_exporter):
     eng = fresh_engine
     tiny_image(eng)
-    exp = run_exporter(*tcp_flags(eng, client=eng.certs), *SLOW, env=exporter_env())
+    exp = run_exporter(*tcp_flags(eng), *SLOW, env=exporter_env())
     exp.wait_for(lambda s: value(s, "docker_exporter_events_stream_up") == 1.0)
     eng.cli("run", "-d", "--name", "loop", "--restart=on-failure:2", IMAGE, "sh", "-c", "exit 2")
     wait_exited_for_good(eng, "loop", 2)
