@@ -22,7 +22,8 @@ thread (``EventLoop``), so a fleet of 200 engines costs one thread, not 200.
   end), each cause of junk logged once; TLS exactly as the engine client builds it (the
   engine's CA only, never REQUESTS_CA_BUNDLE or SSL_CERT_FILE); a redirect is an error.
 - **Freshness**: an event that changes the inventory asks the target for a collection,
-  ``settle`` after it and at most once per ``debounce`` window.
+  ``settle`` after it and at most once per window: ``debounce`` (1 s), or four times the
+  last collection's duration where that is longer (a 10k-container host).
 """
 
 from __future__ import annotations
@@ -74,6 +75,9 @@ class StreamSettings:
     max_line: int = 256 * 1024  # one event; every container label is in its attributes
     settle: float = 0.25  # after an event, before collecting: a burst is one collection
     debounce: float = 1.0  # at most one collection asked per window
+    # ... and the window is at least this many times the last collection's duration, so
+    # that collections asked by events take at most a quarter of a core on a big host
+    duty_factor: float = 4.0
     keepalive_idle: int = 30  # TCP keepalive: idle seconds, interval, probes
     keepalive_interval: int = 10
     keepalive_probes: int = 3
@@ -190,6 +194,7 @@ class EventStream:
         collect: Callable[[], bool],
         never_started: NeverStarted | None = None,
         log_prefix: str = "",
+        collection_cost: Callable[[], float | None] | None = None,
         settings: StreamSettings = StreamSettings(),
         max_probe_bytes: int = 16 * 1024 * 1024,
     ) -> None:
@@ -197,6 +202,7 @@ class EventStream:
         self.publish = publish
         self.collect = collect
         self.never_started = never_started
+        self.collection_cost = collection_cost  # the last inventory run's duration
         self.what = f"{log_prefix}event stream"
         self.settings = settings
         self.max_probe_bytes = max_probe_bytes
@@ -489,8 +495,12 @@ class EventStream:
         if self._flush_handle is None:
             loop = asyncio.get_running_loop()
             now = loop.time()
-            delay = max(self.settings.settle, self._last_flush + self.settings.debounce - now)
+            delay = max(self.settings.settle, self._last_flush + self._window() - now)
             self._flush_handle = loop.call_later(delay, self._flush)
+
+    def _window(self) -> float:
+        cost = self.collection_cost() if self.collection_cost is not None else None
+        return max(self.settings.debounce, self.settings.duty_factor * (cost or 0.0))
 
     def _flush(self) -> None:
         self._flush_handle = None

@@ -130,6 +130,7 @@ class Target:
                 self._collect_inventory,
                 self._never_started,
                 self.log_prefix,
+                lambda: self.state.inventory.result.status.duration,
             )
             inventory = self.runners[0].job
             assert isinstance(inventory, InventoryJob)

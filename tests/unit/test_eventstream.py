@@ -217,3 +217,39 @@ def test_a_full_replay_is_reported_as_a_gap(feed, watched):
     events.emit(*[events.event("exec_die", C) for _ in range(300)])
     snap = watched.wait(lambda s: s.replay_gaps == 1 and s.up, "the gap")
     assert snap.reconnects == 1
+
+
+def test_many_streams_share_one_thread(feed):
+    engine, events = feed
+
+    def ours() -> set[threading.Thread]:
+        # the stand-in serves each connection on a thread of its own: not the client's
+        return {t for t in threading.enumerate() if "process_request" not in t.name}
+
+    before = ours()
+    streams = [Watched(engine) for _ in range(50)]
+    try:
+        for w in streams:
+            w.stream.start()
+        wait_until(lambda: len(events.subscriptions) >= 50, 30, what="50 subscriptions")
+        events.emit(events.event("oom", C, name="loop"))
+        for w in streams:
+            w.wait(lambda s: C[:12] in s.containers, "the oom on every stream")
+        new = ours() - before
+        assert {t.name for t in new} <= {"event-streams"}, new
+    finally:
+        for w in streams:
+            w.stream.stop()
+
+
+def test_the_window_grows_with_the_cost_of_a_collection(feed):
+    engine, _ = feed
+    costly = Watched(engine)
+    costly.stream.collection_cost = lambda: 0.5  # four times that: 2 s windows
+    costly.stream.subscribe()
+    try:
+        assert costly.stream._window() == 2.0
+        costly.stream.collection_cost = lambda: None  # no run yet: the debounce
+        assert costly.stream._window() == FAST.debounce
+    finally:
+        costly.stream.stop()
