@@ -230,11 +230,11 @@ class EventStream:
             self._loop = (loop or shared_loop()).loop()
             self._loop.call_soon_threadsafe(self._start)
 
-    def subscribe(self) -> None:
+    def subscribe(self, timeout: float | None = None) -> None:
         """Start (once) and wait for the first subscription: what the inventory job calls
         before each list."""
         self.start()
-        self.wait_subscribed()
+        self.wait_subscribed(timeout)
 
     def stop(self) -> None:
         self._stopped = True
@@ -242,9 +242,10 @@ class EventStream:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._stop)
 
-    def wait_subscribed(self) -> None:
-        """Block until the first subscription is made or has failed (bounded)."""
-        self.subscribed.wait(self.settings.connect_timeout + 1.0)
+    def wait_subscribed(self, timeout: float | None = None) -> None:
+        """Block until the first subscription is made or has failed, at most ``timeout``
+        (default: the subscription's own timeout and a second)."""
+        self.subscribed.wait(self.settings.connect_timeout + 1.0 if timeout is None else timeout)
 
     # --- on the loop -------------------------------------------------------------------
 

@@ -136,7 +136,10 @@ class Target:
             assert isinstance(inventory, InventoryJob)
             # subscribed by the first inventory run, on the scheduler: not before the
             # exporter listens, and always before the first list
-            inventory.before_list = self.events.subscribe
+            # (waiting at most the inventory's own timeout: a hanging engine holds a worker
+            # no longer than it would without the stream)
+            stream, wait = self.events, min(inventory.schedule.timeout, 6.0)
+            inventory.before_list = lambda: stream.subscribe(wait)
             self.state.events = EventsSnapshot()  # stream_up 0 until it subscribes
         for runner in self.runners:
             scheduler.add(self.job_id(runner), runner)

@@ -93,7 +93,10 @@ def test_a_stalled_stream_never_holds_the_inventory(fake, run_exporter):
     assert value(s, "docker_containers", state="running") == 1.0
     s = exp.wait_for(lambda s: value(s, "docker_exporter_events_stream_up") is not None)
     assert value(s, "docker_exporter_events_stream_up") == 0.0
-    assert "event stream: GET /events: no answer within 5s; reconnecting" in exp.log()
+    exp.wait_until(
+        lambda: "event stream: GET /events: no answer within 5s; reconnecting" in exp.log(),
+        what="the stream's one line",
+    )
     with feed.cond:
         feed.stall = False
         feed.cond.notify_all()
