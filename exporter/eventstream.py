@@ -275,6 +275,11 @@ class EventStream:
                 cause = str(exc)
             except (OSError, asyncio.TimeoutError, h11.ProtocolError, ssl.SSLError) as exc:
                 cause = _describe(exc, self.settings.connect_timeout)
+            except Exception as exc:  # a bug must not end the stream for good: log it once
+                cause = f"internal error: {type(exc).__name__}"
+                if cause != self._failing:
+                    log.exception("%s: %s: %s", self.what, cause, quoted(str(exc)))
+                    self._failing = cause
             self.subscribed.set()
             if self._was_open:  # it worked for a while: the pauses start again
                 pause = self.settings.first_pause

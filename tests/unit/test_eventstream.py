@@ -253,3 +253,31 @@ def test_the_window_grows_with_the_cost_of_a_collection(feed):
         assert costly.stream._window() == FAST.debounce
     finally:
         costly.stream.stop()
+
+
+def test_a_bug_in_a_callback_never_ends_the_stream(feed, caplog):
+    engine, events = feed
+    caplog.set_level(logging.WARNING, "exporter.eventstream")
+    w = Watched(engine)
+    calls = []
+
+    def broken(cid: str) -> bool:
+        calls.append(cid)
+        if len(calls) == 1:
+            raise KeyError(cid)
+        return False
+
+    w.stream.never_started = broken
+    w.stream.subscribe()
+    try:
+        events.emit(events.event("start", C, name="loop"))
+        wait_until(lambda: calls, 20, what="the broken callback")
+        events.emit(events.event("die", C, name="loop", exitCode=1))
+        snap = w.wait(lambda s: s.up and C[:12] in s.containers, "counting again")
+        assert snap.reconnects == 1
+        assert snap.containers[C[:12]].last_exit_code == 1
+        assert next(r.getMessage() for r in caplog.records).startswith(
+            "event stream: internal error: KeyError: "
+        )
+    finally:
+        w.stream.stop()
