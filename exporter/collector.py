@@ -21,6 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from . import metrics as m
+from .events import CONTAINER_ACTIONS, IMAGE_ACTIONS, OTHER, TYPES, EventsSnapshot
 from .metrics import MetricSpec
 from .snapshot import (
     ContainerFacts,
@@ -225,6 +226,55 @@ def _swarm(snap: SwarmSnapshot) -> Families:
     )
 
 
+@dataclass(frozen=True)
+class ContainerEventFacts:
+    """One listed container's event counts (0 where the stream saw nothing of it)."""
+
+    name: str
+    restarts: int
+    oom_kills: int
+    last_exit_code: int | None
+
+
+CONTAINER_EVENT_HEADS = tuple(
+    Head.of(s) for s in (m.CONTAINER_RESTARTS, m.CONTAINER_OOM_KILLS, m.CONTAINER_LAST_EXIT_CODE)
+)
+# Every (type, action) docker_events_total may carry, present from the start at 0
+EVENT_KINDS = tuple(
+    [("container", a) for a in CONTAINER_ACTIONS]
+    + [("image", a) for a in IMAGE_ACTIONS]
+    + [(t, OTHER) for t in TYPES]
+)
+
+
+def container_event_rows(c: ContainerEventFacts) -> tuple[Rows, ...]:
+    name = (c.name,)
+    return (
+        ((name, float(c.restarts)),),
+        ((name, float(c.oom_kills)),),
+        () if c.last_exit_code is None else ((name, float(c.last_exit_code)),),
+    )
+
+
+def current_container_events(
+    events: EventsSnapshot, inventory: InventorySnapshot | None
+) -> tuple[ContainerEventFacts, ...]:
+    """The counts of the containers the newest inventory lists, by their listed name: a
+    removed container's series go with it, as every per-object series does."""
+    if inventory is None:
+        return ()
+    counts = events.containers
+    facts = []
+    for c in inventory.containers:
+        seen = counts.get(c.container_id)
+        if seen is None:
+            facts.append(ContainerEventFacts(c.name, 0, 0, c.exit_code))
+        else:
+            exit_code = c.exit_code if seen.last_exit_code is None else seen.last_exit_code
+            facts.append(ContainerEventFacts(c.name, seen.restarts, seen.oom_kills, exit_code))
+    return tuple(facts)
+
+
 # --- the plan ----------------------------------------------------------------------------------
 
 
@@ -286,6 +336,42 @@ class DockerCollector(Collector):
             parts.append(_swarm(view.swarm))
         if view.updates is not None:
             parts.append(self._updates(view.updates))
+        if view.events is not None:
+            parts += self._events(view.events, view.inventory)
+        return parts
+
+    def _events(self, snap: EventsSnapshot, inventory: InventorySnapshot | None) -> list[Part]:
+        last: Rows = () if snap.last_timestamp is None else (((), snap.last_timestamp),)
+        parts: list[Part] = [
+            Families(
+                tuple(
+                    Head.of(s)
+                    for s in (
+                        m.EVENTS_STREAM_UP,
+                        m.EVENTS_RECONNECTS,
+                        m.EVENTS_REPLAY_GAPS,
+                        m.EVENTS_LAST_TIMESTAMP,
+                        m.EVENTS_TOTAL,
+                    )
+                ),
+                (
+                    (((), 1.0 if snap.up else 0.0),),
+                    (((), float(snap.reconnects)),),
+                    (((), float(snap.replay_gaps)),),
+                    last,
+                    tuple((kind, float(snap.by_action.get(kind, 0))) for kind in EVENT_KINDS),
+                ),
+            )
+        ]
+        if self.per_container:
+            parts.append(
+                ObjectFamilies(
+                    "container_events",
+                    CONTAINER_EVENT_HEADS,
+                    current_container_events(snap, inventory),
+                    container_event_rows,  # type: ignore[arg-type]
+                )
+            )
         return parts
 
     def _updates(self, snap: UpdatesSnapshot) -> Families:

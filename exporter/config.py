@@ -277,6 +277,13 @@ DATA_ROOT_FS = Flag(
     " root's path as mounted into the exporter",
     AUTO,
 )
+EVENTS = Flag(
+    "--collect.events",
+    "watch the engine's event stream (GET /events): restart, OOM kill and exit counters, and"
+    " a collection within about a second of a change (off: the interval alone)",
+    True,
+    boolean=True,
+)
 THRESHOLD_FLAGS: dict[str, Flag] = {
     t.name: Flag(
         t.flag,
@@ -307,6 +314,7 @@ FLAG_GROUPS: dict[str, tuple[Flag, ...]] = {
         WORKERS,
         ON_SCRAPE,
     ),
+    "event stream": (EVENTS,),
     "alert thresholds (this host's; exported as docker_exporter_alert_threshold)": tuple(
         THRESHOLD_FLAGS.values()
     ),
@@ -373,6 +381,7 @@ class TargetSettings:
     alert_thresholds: tuple[tuple[str, float], ...] = ()  # (threshold name, value) set
     per_volume: bool = True
     registry_all_tags: bool = False  # the registry job checks every local tag
+    events: bool = True  # watch the engine's event stream
 
     @property
     def label_names(self) -> tuple[str, ...]:
@@ -656,7 +665,7 @@ def settings_from(
         changes["max_answer_bytes"] = parse_size(
             str(values["max_answer_size"]), names["max_answer_size"]
         )
-    for key in ("per_image", "per_container", "per_volume", "registry_all_tags"):
+    for key in ("per_image", "per_container", "per_volume", "registry_all_tags", "events"):
         if values.get(key) is not None:
             changes[key] = values[key]
     if values.get("data_root_filesystem") is not None:
@@ -694,6 +703,7 @@ FLAG_KEYS: dict[str, Flag] = {
     "max_answer_size": MAX_ANSWER,
     "data_root_filesystem": DATA_ROOT_FS,
     "registry_all_tags": REGISTRY_ALL_TAGS,
+    "events": EVENTS,
     **{t.key: THRESHOLD_FLAGS[t.name] for t in THRESHOLDS},
 }
 """The per-target settings that flags set, by their config-file key."""

@@ -92,7 +92,7 @@ def _known(values: Mapping[str, Any], known: tuple[str, ...], where: _Where, pre
 
 def _settings(values: Mapping[str, Any], where: _Where, base: TargetSettings) -> TargetSettings:
     given = {k: v for k, v in values.items() if k in SETTING_KEYS}
-    for key in ("per_image", "per_container", "per_volume"):
+    for key in ("per_image", "per_container", "per_volume", "events"):
         if key in given and not isinstance(given[key], bool):
             raise where.error(key, "must be true or false")
     for key in ("container_labels", "disk_usage_resources"):

@@ -103,8 +103,13 @@ class InventoryJob(Job[InventorySnapshot]):
         self.label_keys = label_keys
         self.log_prefix = log_prefix
         self.engine_seen: EngineInfo | None = None  # logged when it changes (upgrades)
+        # Called before each list: the event stream's wait for its first subscription, so
+        # that no event falls between the list and the stream (none without a stream).
+        self.before_list: Callable[[], None] | None = None
 
     def collect(self, now: float) -> InventorySnapshot:
+        if self.before_list is not None:
+            self.before_list()
         engine = self.client.engine()
         if engine != self.engine_seen:
             self.engine_seen = engine
@@ -272,8 +277,16 @@ class Runner(Generic[S]):
         self.on_publish = on_publish
         self.what = f"{log_prefix}{job.name} job"  # how the logs name it
         self.clock = clock
+        self.running = False  # a run is going (the event stream asks for runs only between)
 
     def __call__(self) -> None:
+        self.running = True
+        try:
+            self._run()
+        finally:
+            self.running = False
+
+    def _run(self) -> None:
         started = time.monotonic()
         now = self.clock()
         # Only this runner changes the job's last error, and never two runs of a job at a time.
@@ -434,6 +447,11 @@ class Scheduler:
             next_run_time=first,
             replace_existing=True,
         )
+
+    def run_soon(self, job_id: str) -> None:
+        """Run the job now (an event changed what it collects); its interval restarts."""
+        with contextlib.suppress(JobLookupError):  # removed meanwhile
+            self._scheduler.modify_job(job_id, next_run_time=datetime.now(timezone.utc))
 
     def remove(self, job_id: str) -> None:
         with self._lock:

@@ -473,3 +473,77 @@ ALL += (
     PROJECT_VOLUME_BYTES,
     PROJECT_RW_BYTES,
 )
+# --- the engine's event stream (GET /events; see docs/events.md) -------------------------------
+WATCHING = (
+    " Counted from the events the exporter received since it started watching this engine"
+    " (0 at each exporter start)."
+)
+CONTAINER_RESTARTS = MetricSpec(
+    "docker_container_restarts_total",
+    "counter",
+    ("name",),
+    "Starts of the container after its first one: restart-policy restarts, docker restart"
+    " and docker start of an exited container." + WATCHING,
+    "",
+)
+CONTAINER_OOM_KILLS = MetricSpec(
+    "docker_container_oom_kills_total",
+    "counter",
+    ("name",),
+    "The engine's oom events for the container (the kernel's OOM killer hit it)." + WATCHING,
+    "",
+)
+CONTAINER_LAST_EXIT_CODE = _g(
+    "docker_container_last_exit_code",
+    ("name",),
+    "Exit code of the container's most recent die event, kept while it runs again; where the"
+    " stream showed no die, the exit code of an exited container from the container list.",
+    "",
+)
+EVENTS_TOTAL = MetricSpec(
+    "docker_events_total",
+    "counter",
+    ("type", "action"),
+    "Engine events received, by object type and action (a fixed set; any other is 'other')."
+    + WATCHING,
+    "",
+)
+EVENTS_STREAM_UP = _g(
+    "docker_exporter_events_stream_up",
+    (),
+    "1 while the exporter's subscription to the engine's event stream is open.",
+    "",
+)
+EVENTS_RECONNECTS = MetricSpec(
+    "docker_exporter_events_reconnects_total",
+    "counter",
+    (),
+    "Times the event stream was opened again after it broke or ended (resumed with since).",
+    "",
+)
+EVENTS_LAST_TIMESTAMP = _g(
+    "docker_exporter_events_last_timestamp_seconds",
+    (),
+    "Engine time (Unix seconds) of the newest event received since the exporter started"
+    " watching; no series before the first one.",
+    "",
+)
+EVENTS_REPLAY_GAPS = MetricSpec(
+    "docker_exporter_events_replay_gaps_total",
+    "counter",
+    (),
+    "Reconnects after which the engine's replay was full (it holds 256 events): events of"
+    " the outage may be missing from the counters.",
+    "",
+)
+EVENT_METRICS: tuple[MetricSpec, ...] = (
+    CONTAINER_RESTARTS,
+    CONTAINER_OOM_KILLS,
+    CONTAINER_LAST_EXIT_CODE,
+    EVENTS_TOTAL,
+    EVENTS_STREAM_UP,
+    EVENTS_RECONNECTS,
+    EVENTS_LAST_TIMESTAMP,
+    EVENTS_REPLAY_GAPS,
+)
+ALL += EVENT_METRICS

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Generic, TypeVar
 
+from .events import EventsSnapshot
 from .metrics import CONTAINER_SIZES, DISK_USAGE, INVENTORY, REGISTRY, SWARM
 from .snapshot import ContainerSizesSnapshot, DiskUsageSnapshot, InventorySnapshot, SwarmSnapshot
 from .updates import UpdatesSnapshot
@@ -86,6 +87,7 @@ class View:
     container_sizes: ContainerSizesSnapshot | None = None
     swarm: SwarmSnapshot | None = None
     updates: UpdatesSnapshot | None = None
+    events: EventsSnapshot | None = None  # the event stream's counts; None without a stream
 
 
 class State:
@@ -101,6 +103,8 @@ class State:
         self.container_sizes: Slot[ContainerSizesSnapshot] = Slot(CONTAINER_SIZES, container_sizes)
         self.swarm: Slot[SwarmSnapshot] = Slot(SWARM, swarm)
         self.registry: Slot[UpdatesSnapshot] = Slot(REGISTRY, registry)
+        # The event stream's newest counts, swapped whole by the stream (one attribute write)
+        self.events: EventsSnapshot | None = None
 
     def drop(self) -> None:
         for slot in (
@@ -111,6 +115,7 @@ class State:
             self.registry,
         ):
             slot.drop()
+        self.events = None
 
     @property
     def ready(self) -> bool:
@@ -144,4 +149,5 @@ class State:
             sizes.snapshot,
             swarm.snapshot,
             registry.snapshot,
+            self.events,
         )

@@ -17,8 +17,11 @@ from prometheus_client.registry import Collector
 from .buildinfo import BuildInfoCollector
 from .collector import DockerCollector
 from .config import TargetConfig
+from .events import EventsSnapshot
+from .eventstream import EventStream
 from .exposition import Exposition
-from .jobs import Runner, Scheduler, build_jobs
+from .jobs import InventoryJob, Runner, Scheduler, build_jobs
+from .snapshot import InventorySnapshot
 from .state import State
 
 _serials = itertools.count(1)
@@ -61,11 +64,50 @@ class Target:
         self.collecting = False
         self.last_scraped = 0.0  # clock time of the last scrape
         self.scrape_gap = 0.0  # between the last two scrapes
+        self.log_prefix = log_prefix
+        self.events: EventStream | None = None  # the event stream while collecting
+        self._scheduler: Scheduler | None = None
+        self._listed: InventorySnapshot | None = None  # the inventory the stream last saw
+        self._created: frozenset[str] = frozenset()  # its containers never started
 
     def _published(self) -> None:
         self.exposition.refresh()
         if self.on_publish is not None:
             self.on_publish()
+        inventory = self.state.inventory.result.snapshot
+        if self.events is not None and inventory is not None and inventory is not self._listed:
+            self._inventory_seen(inventory)
+            self.events.forget_gone(
+                frozenset(c.container_id for c in inventory.containers), inventory.collected_at
+            )
+
+    # --- the event stream ----------------------------------------------------------------
+
+    def _inventory_seen(self, inventory: InventorySnapshot) -> None:
+        self._created = frozenset(
+            c.container_id for c in inventory.containers if c.state == "created"
+        )
+        self._listed = inventory
+
+    def _never_started(self, container_id: str) -> bool:
+        inventory = self.state.inventory.result.snapshot
+        if inventory is not None and inventory is not self._listed:
+            self._inventory_seen(inventory)
+        return container_id in self._created
+
+    def _events_published(self, snapshot: EventsSnapshot) -> None:
+        if self.collecting:
+            self.state.events = snapshot
+            self._published()
+
+    def _collect_inventory(self) -> bool:
+        """The stream's ask for an inventory run; False while one is running."""
+        runner = self.runners[0]
+        if runner.running:
+            return False
+        if self._scheduler is not None and self.collecting:
+            self._scheduler.run_soon(self.job_id(runner))
+        return True
 
     @property
     def name(self) -> str:
@@ -81,7 +123,27 @@ class Target:
         return f"{self.name}/{runner.job.name}#{self.serial}"
 
     def start(self, scheduler: Scheduler) -> None:
-        """Schedule every job, the first runs at once."""
+        """Subscribe to the events and schedule every job, the first runs at once (the
+        inventory's after the subscription: nothing falls between the two)."""
+        self._scheduler = scheduler
+        if self.config.settings.events:
+            self.events = EventStream(
+                self.config.engine,
+                self._events_published,
+                self._collect_inventory,
+                self._never_started,
+                self.log_prefix,
+                lambda: self.state.inventory.result.status.duration,
+            )
+            inventory = self.runners[0].job
+            assert isinstance(inventory, InventoryJob)
+            # subscribed by the first inventory run, on the scheduler: not before the
+            # exporter listens, and always before the first list
+            # (waiting at most the inventory's own timeout: a hanging engine holds a worker
+            # no longer than it would without the stream)
+            stream, wait = self.events, min(inventory.schedule.timeout, 6.0)
+            inventory.before_list = lambda: stream.subscribe(wait)
+            self.state.events = EventsSnapshot()  # stream_up 0 until it subscribes
         for runner in self.runners:
             scheduler.add(self.job_id(runner), runner, runner.job.start_delay)
         self.collecting = True
@@ -90,6 +152,9 @@ class Target:
         """Unschedule the jobs and drop the data, which would only grow stale."""
         for runner in self.runners:
             scheduler.remove(self.job_id(runner))
+        if self.events is not None:
+            self.events.stop()
+            self.events = None
         self.collecting = False
         self.state.drop()
         self._published()

@@ -90,6 +90,13 @@ THRESHOLDS: tuple[Threshold, ...] = (
         "DockerBuildCacheIdle",
         "bytes of build cache unused for a week (168h) a host may keep",
     ),
+    Threshold(
+        "container_restarts",
+        "count",
+        3,
+        "DockerContainerCrashLooping",
+        "restarts of one container within 15 minutes before it counts as crash looping",
+    ),
 )
 BY_NAME = {t.name: t for t in THRESHOLDS}
 

@@ -43,6 +43,8 @@ CREATED = "inv-created"
 HEALTHY = "inv-healthy"
 UNHEALTHY = "inv-unhealthy"
 OUTDATED = "inv-outdated"
+LOOPING = "inv-looping"  # --restart=on-failure:2 of a command exiting 2: ends exited, 2 restarts
+OOM = "inv-oom"  # --memory=16m, outgrows it: OOM-killed, exit 137
 
 VOL_USED = "inv-vol-used"
 VOL_UNUSED = "inv-vol-unused"
@@ -77,6 +79,8 @@ EXPECTED_STATE: Mapping[str, str] = {
     HEALTHY: "running",
     UNHEALTHY: "running",
     OUTDATED: "running",
+    LOOPING: "exited",
+    OOM: "exited",
 }
 EXPECTED_EXIT_CODE: Mapping[str, int] = {EXITED0: 0, EXITED3: 3}
 EXPECTED_HEALTH: Mapping[str, str] = {HEALTHY: "healthy", UNHEALTHY: "unhealthy"}
@@ -210,6 +214,17 @@ def wait_status(engine: Engine, name: str, status: str, timeout: float = 30.0) -
                diagnostics=lambda: f"status is {current()!r}")  # fmt: skip
 
 
+def wait_loop_ended(engine: Engine, name: str, restarts: int, timeout: float = 60.0) -> None:
+    """Wait until a restart-policy loop is over: exited, after ``restarts`` restarts."""
+
+    def ended() -> object:
+        (info,) = engine.inspect(name, kind="container")
+        state: dict[str, object] = info["State"]  # type: ignore[assignment]
+        return state["Status"] == "exited" and info["RestartCount"] == restarts
+
+    wait_until(ended, timeout, what=f"{name}'s restart loop ends", diagnostics=engine.log_tail)
+
+
 def remove_container(engine: Engine, name: str) -> None:
     """Force-remove a container (and its anonymous volumes); missing is fine."""
     engine.cli("rm", "-f", "-v", name, check=False)
@@ -320,6 +335,13 @@ def build_scenario(engine: Engine, buildkit: bool = True) -> Scenario:
             "run", "-d", "--name", name, APP, "sh", "-c", f"exit {code}"
         ).stdout.strip()
     containers[CREATED] = engine.cli("create", "--name", CREATED, APP, *LONG_SLEEP).stdout.strip()
+    # the event stream's cases: a restart loop that ends, and an OOM kill
+    containers[LOOPING] = engine.cli(
+        "run", "-d", "--name", LOOPING, "--restart=on-failure:2", APP, "sh", "-c", "exit 2"
+    ).stdout.strip()  # fmt: skip
+    containers[OOM] = engine.cli(
+        "run", "-d", "--name", OOM, "--memory=16m", "--memory-swap=16m", APP, "tail", "/dev/zero"
+    ).stdout.strip()  # fmt: skip
 
     containers[HEALTHY] = run_detached(
         engine, HEALTHY, HEALTH, "--health-cmd", "true", "--health-interval", "1s"
@@ -345,6 +367,8 @@ def build_scenario(engine: Engine, buildkit: bool = True) -> Scenario:
 
     for name in (EXITED0, EXITED3):
         engine.cli("wait", name)
+    wait_loop_ended(engine, LOOPING, 2)
+    wait_status(engine, OOM, "exited")
     wait_health(engine, HEALTHY, "healthy")
     wait_health(engine, UNHEALTHY, "unhealthy")
     wait_status(engine, PAUSED, "paused")

@@ -21,6 +21,7 @@ from tests.harness import scenario as sc
 from tests.harness.dockerd import Engine
 from tests.support.env import clean_env, need
 from tests.support.humanize import human_size
+from tests.support.logs import messages
 from tests.support.prometheus import run_promtool
 from tests.support.promql import series, value
 
@@ -97,7 +98,8 @@ def test_unix_socket_inventory_matches_the_cli(engine, scenario, run_exporter):
     }
     assert value(s, "docker_images_unused") == sum(1 for n in by_id.values() if n == 0) == 6
     app = scenario.app_image[7:19]
-    assert value(s, "docker_image_containers", image_id=app, name="inv-alias:v1") == 6.0
+    # 8: with inv-looping and inv-oom, the event stream's cases
+    assert value(s, "docker_image_containers", image_id=app, name="inv-alias:v1") == 8.0
     assert value(s, "docker_container_image_outdated", name=sc.OUTDATED) == 1.0
     assert value(s, "docker_container_image_outdated", name=sc.RUNNING) == 0.0
     assert value(s, "docker_container_health_status", name=sc.UNHEALTHY, status="unhealthy") == 1
@@ -212,7 +214,12 @@ def test_removed_objects_vanish_and_engine_restart_recovers(fresh_engine, run_ex
     eng.start()
     exp.wait_for(lambda s: value(s, "docker_up") == 1.0)
     log = exp.log()
-    assert log.count("inventory job: GET") == 1, log
+    # once per cause: dockerd 26.1 removes its socket first and, with the event stream open,
+    # exits seconds later, so a run may fail on a list (its /version cached) before the next
+    # one fails on /version: two causes, each logged once
+    failures = [x for x in messages(log) if x.startswith("inventory job: GET")]
+    assert 1 <= len(failures) <= 2 and len(set(failures)) == len(failures), log
+    assert all("cannot connect" in x for x in failures), log
     assert "inventory job: recovered" in log and "Traceback" not in log
 
 

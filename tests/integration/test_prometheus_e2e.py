@@ -67,6 +67,7 @@ WINDOWS = {
 THRESHOLD_FLAGS = (
     "--alert.dangling-images=0",  # the scenario has two untagged images, not 21
     "--alert.image-disk-share=0.000001",  # a few MB of images on a big disk
+    "--alert.container-restarts=2",  # inv-looping restarts 3 times while watched, inv-oom once
 )
 MUST_FIRE = (
     "DockerContainerUnhealthy",
@@ -75,6 +76,9 @@ MUST_FIRE = (
     "DockerDanglingImagesPilingUp",
     "DockerImagesUnused",
     "DockerImageDiskUsageHigh",
+    "DockerContainerCrashLooping",  # inv-looping, started again while watched
+    "DockerContainerOOMKilled",  # inv-oom, started again while watched
+    "DockerContainerDyingNonZero",  # inv-looping: 3 starts, last exit 2
 )
 MUST_NOT_FIRE = (
     "DockerExporterDown",
@@ -233,6 +237,19 @@ def stack(engine, scenario, tmp_path_factory) -> Iterator[Stack]:
                 'count_over_time(docker_disk_usage_bytes{resource="images"}[1m]) >= 4'
             ),
         )
+        # the event counters rise only while the stream watches and Prometheus scrapes (an
+        # increase needs a sample before it): the scenario's restart loop and OOM kill once
+        # more (docker start of an exited container counts as a restart)
+        engine.cli("start", sc.LOOPING)
+        engine.cli("start", sc.OOM)
+        exp.wait_for(
+            lambda s: (
+                value(s, "docker_container_restarts_total", name=sc.LOOPING) == 3.0
+                and value(s, "docker_container_oom_kills_total", name=sc.OOM) == 1.0
+            ),
+            timeout=60,
+        )
+        time.sleep(2)  # scraped after the rise
         data_root = engine.cli("info", "--format", "{{.DockerRootDir}}").stdout.strip()
         version = engine.cli("version", "--format", "{{.Server.Version}}").stdout.strip()
         yield Stack(prom, exp, f"127.0.0.1:{exp.port}", node, data_root, version)
@@ -435,8 +452,19 @@ def test_rules_load_and_the_certain_alerts_fire(stack):
     assert labels("DockerContainerUnhealthy") == expect(
         "DockerContainerUnhealthy", "warning", name=sc.UNHEALTHY, status="unhealthy"
     )
-    assert labels("DockerContainerExitedNonZero") == expect(
-        "DockerContainerExitedNonZero", "warning", name=sc.EXITED3
+    assert sorted(labels("DockerContainerExitedNonZero"), key=lambda x: x["name"]) == [
+        *expect("DockerContainerExitedNonZero", "warning", name=sc.EXITED3),
+        *expect("DockerContainerExitedNonZero", "warning", name=sc.LOOPING),
+        *expect("DockerContainerExitedNonZero", "warning", name=sc.OOM),
+    ]
+    assert labels("DockerContainerCrashLooping") == expect(
+        "DockerContainerCrashLooping", "warning", name=sc.LOOPING
+    )
+    assert labels("DockerContainerOOMKilled") == expect(
+        "DockerContainerOOMKilled", "warning", name=sc.OOM
+    )
+    assert labels("DockerContainerDyingNonZero") == expect(
+        "DockerContainerDyingNonZero", "warning", name=sc.LOOPING
     )
     assert labels("DockerContainerImageOutdated") == expect(
         "DockerContainerImageOutdated", "info", name=sc.OUTDATED
@@ -472,8 +500,11 @@ def test_rules_load_and_the_certain_alerts_fire(stack):
             text = annotations["description"]
             assert "<no value>" not in text and "<error" not in text, f"{name}: {text}"
             assert stack.instance in text, f"{name}: {text}"
-    exited = alerts["DockerContainerExitedNonZero"][0]["annotations"]["description"]
-    assert f"Container {sc.EXITED3} on {stack.instance} exited with code 3 within" in exited
+    exited = [a["annotations"]["description"] for a in alerts["DockerContainerExitedNonZero"]]
+    assert any(f"Container {sc.EXITED3} on {stack.instance} exited with code 3 within" in d
+               for d in exited)  # fmt: skip
+    oom = alerts["DockerContainerOOMKilled"][0]["annotations"]["description"]
+    assert f"Container {sc.OOM} on {stack.instance} was OOM-killed (" in oom
 
 
 def _mount_point(path: str) -> str:

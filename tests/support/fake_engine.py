@@ -11,6 +11,7 @@ import contextlib
 import json
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -134,3 +135,145 @@ def bulk_engine(n_images: int, n_containers: int) -> FakeEngine:
             "/containers/json": containers,
         }
     )
+
+
+class EventFeed:
+    """A stand-in ``/events``: replay of the held events since ``since``, then live ones.
+
+    Filters by ``type`` and ``event`` (the action before any ``: suffix``) as moby does,
+    holds the last ``limit`` events for replay (moby holds 256), and misbehaves on cue:
+    ``cut()`` ends every open stream mid-chunk, ``stall`` makes new subscriptions hang
+    before their headers and open ones go silent, ``send_raw`` writes bytes as they are.
+    """
+
+    def __init__(self, limit: int = 256) -> None:
+        self.limit = limit
+        self.held: list[dict[str, Any]] = []
+        self.live: list[tuple[int, Any]] = []  # (sequence, event or raw bytes)
+        self.sequence = 0
+        self.cond = threading.Condition()
+        self.cuts = 0
+        self.stall = False
+        self.closed = False
+        self.subscriptions: list[str] = []  # raw query strings, in order
+        self.nano = time.time_ns()
+
+    def event(
+        self, action: str, actor: str, kind: str = "container", **attributes: Any
+    ) -> dict[str, Any]:
+        """A moby-shaped event, each one nanosecond after the previous."""
+        with self.cond:
+            self.nano += 1_000
+            nano = self.nano
+        return {
+            "status": action,
+            "id": actor,
+            "Type": kind,
+            "Action": action,
+            "Actor": {"ID": actor, "Attributes": {k: str(v) for k, v in attributes.items()}},
+            "scope": "local",
+            "time": nano // 1_000_000_000,
+            "timeNano": nano,
+        }
+
+    def emit(self, *events: dict[str, Any]) -> None:
+        with self.cond:
+            for event in events:
+                self.held = [*self.held, event][-self.limit :]
+                self.sequence += 1
+                self.live.append((self.sequence, event))
+            self.cond.notify_all()
+
+    def send_raw(self, data: bytes) -> None:
+        with self.cond:
+            self.sequence += 1
+            self.live.append((self.sequence, data))
+            self.cond.notify_all()
+
+    def cut(self) -> None:
+        with self.cond:
+            self.cuts += 1
+            self.cond.notify_all()
+
+    def close(self) -> None:
+        with self.cond:
+            self.closed = True
+            self.cond.notify_all()
+
+    @staticmethod
+    def _wanted(event: dict[str, Any], filters: dict[str, list[str]]) -> bool:
+        if "type" in filters and event["Type"] not in filters["type"]:
+            return False
+        action = str(event["Action"]).split(":", 1)[0]
+        return "event" not in filters or action in filters["event"]
+
+    def answer(self) -> Raw:
+        return Raw(self._serve)
+
+    def _serve(self, handler: BaseHTTPRequestHandler) -> None:
+        from urllib.parse import parse_qs, urlsplit
+
+        query = urlsplit(handler.path).query
+        params = {k: v[0] for k, v in parse_qs(query).items()}
+        filters = json.loads(params.get("filters", "{}"))
+        since = params.get("since")
+        until = params.get("until")
+        with self.cond:
+            self.subscriptions.append(query)
+            while self.stall and not self.closed:
+                self.cond.wait()
+            cuts = self.cuts
+            start = self.sequence
+            replay = []
+            if since is not None:
+                secs, _, frac = since.partition(".")
+                since_nano = int(secs) * 1_000_000_000 + int((frac or "0").ljust(9, "0")[:9])
+                replay = [e for e in self.held if e["timeNano"] >= since_nano]
+                if until is not None:
+                    secs, _, frac = until.partition(".")
+                    until_nano = int(secs) * 1_000_000_000 + int((frac or "0").ljust(9, "0")[:9])
+                    replay = [e for e in replay if e["timeNano"] <= until_nano]
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.end_headers()
+
+        def chunk(data: bytes) -> None:
+            handler.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            handler.wfile.flush()
+
+        for event in replay:
+            if until is not None or self._wanted(event, filters):
+                chunk(json.dumps(event).encode() + b"\n")
+        if until is not None:
+            handler.wfile.write(b"0\r\n\r\n")
+            return
+        sent = start
+        while True:
+            with self.cond:
+                while (
+                    not self.closed and self.cuts == cuts and (self.stall or self.sequence == sent)
+                ):
+                    self.cond.wait()
+                if self.closed or self.cuts != cuts:
+                    break
+                batch = [(n, e) for n, e in self.live if n > sent]
+                sent = self.sequence
+            for _, item in batch:
+                if isinstance(item, bytes):
+                    chunk(item)
+                elif self._wanted(item, filters):
+                    chunk(json.dumps(item).encode() + b"\n")
+        # cut mid-chunk: half a line, then the connection goes
+        with contextlib.suppress(OSError):
+            handler.wfile.write(b'20\r\n{"Type":"contai')
+            handler.wfile.flush()
+            handler.connection.shutdown(2)
+
+
+def evented_engine() -> tuple[FakeEngine, EventFeed]:
+    """The synthetic stand-in with an event stream."""
+    engine = synthetic_engine()
+    feed = EventFeed()
+    engine.set("/events", feed.answer())
+    return engine, feed

@@ -124,7 +124,7 @@ ERRORS = [
     ),
     (
         ONE + "    hots: x\n",
-        "target 'b1': hots: unknown key (known: name, host, tls, collect_interval, collect_timeout, disk_usage_interval, disk_usage_timeout, container_sizes_interval, container_sizes_timeout, swarm_interval, swarm_timeout, registry_interval, registry_timeout, disk_usage_resources, per_image, per_container, per_volume, container_labels, max_answer_size, data_root_filesystem, registry_all_tags, alert_image_disk_share, alert_reclaimable_share, alert_image_disk_budget_bytes, alert_dangling_images, alert_dangling_volumes_bytes, alert_idle_build_cache_bytes)",  # noqa: E501
+        "target 'b1': hots: unknown key (known: name, host, tls, collect_interval, collect_timeout, disk_usage_interval, disk_usage_timeout, container_sizes_interval, container_sizes_timeout, swarm_interval, swarm_timeout, registry_interval, registry_timeout, disk_usage_resources, per_image, per_container, per_volume, container_labels, max_answer_size, data_root_filesystem, registry_all_tags, events, alert_image_disk_share, alert_reclaimable_share, alert_image_disk_budget_bytes, alert_dangling_images, alert_dangling_volumes_bytes, alert_idle_build_cache_bytes, alert_container_restarts)",  # noqa: E501
     ),
     (
         "targets:\n  - name: b1\n    host: ssh://me@h\n",
@@ -210,7 +210,7 @@ ERRORS = [
     ),
     (
         "defaults:\n  host: unix:///d.sock\n",
-        "defaults: host: unknown key (known: collect_interval, collect_timeout, disk_usage_interval, disk_usage_timeout, container_sizes_interval, container_sizes_timeout, swarm_interval, swarm_timeout, registry_interval, registry_timeout, disk_usage_resources, per_image, per_container, per_volume, container_labels, max_answer_size, data_root_filesystem, registry_all_tags, alert_image_disk_share, alert_reclaimable_share, alert_image_disk_budget_bytes, alert_dangling_images, alert_dangling_volumes_bytes, alert_idle_build_cache_bytes)",  # noqa: E501
+        "defaults: host: unknown key (known: collect_interval, collect_timeout, disk_usage_interval, disk_usage_timeout, container_sizes_interval, container_sizes_timeout, swarm_interval, swarm_timeout, registry_interval, registry_timeout, disk_usage_resources, per_image, per_container, per_volume, container_labels, max_answer_size, data_root_filesystem, registry_all_tags, events, alert_image_disk_share, alert_reclaimable_share, alert_image_disk_budget_bytes, alert_dangling_images, alert_dangling_volumes_bytes, alert_idle_build_cache_bytes, alert_container_restarts)",  # noqa: E501
     ),
     (
         "discover:\n  docker_context: true\n",

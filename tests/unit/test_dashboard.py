@@ -394,9 +394,14 @@ def test_changes_are_shown_and_annotated(dashboard):
     names = {selectors(t["expr"])[0].name for t in counts["targets"]}
     assert {"docker_images", "docker_images_dangling", "docker_images_unused"} <= names
     annotations = {a["name"]: a for a in dashboard["annotations"]["list"]}
-    assert set(annotations) == {"Engine version changes", "Prunes: image disk use dropped"}
+    assert set(annotations) == {
+        "Engine version changes",
+        "Prunes: image disk use dropped",
+        "OOM kills",
+    }
     for a in annotations.values():
         assert a["datasource"]["uid"] in DS_VARIABLE_UIDS and a["enable"] is True
         assert metric_names(a["expr"]) <= exporter_metric_names()
     assert "docker_engine_info" in annotations["Engine version changes"]["expr"]
     assert "offset 10m" in annotations["Prunes: image disk use dropped"]["expr"]
+    assert "docker_container_oom_kills_total" in annotations["OOM kills"]["expr"]

@@ -40,6 +40,7 @@ def test_flag_names_follow_threshold_names():
         "--alert.dangling-images",
         "--alert.dangling-volumes",
         "--alert.idle-build-cache",
+        "--alert.container-restarts",
     ]
 
 

@@ -1,0 +1,243 @@
+"""The event stream on the real engines: restart loops, OOM kills, healthchecks, a cut
+connection and freshness, each checked against what the engine itself reports (inspect).
+
+Every test changes the engine's state, so each gets an engine of its own (fresh_engine),
+once per dockerd version; Podman 4.3 where its compatible /events applies.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from typing import Any
+
+import pytest
+
+from tests.harness import scenario as sc
+from tests.harness.dockerd import Engine
+from tests.support.env import clean_env, need
+from tests.support.promql import value
+from tests.support.relay import Relay
+from tests.support.wait import wait_until
+
+pytestmark = pytest.mark.integration
+SLOW = ("--collect.interval", "60s", "--collect.disk-usage-interval", "0")
+IMAGE = "evt:1"
+# set on this machine and many users': they must never replace the engine's CA
+PROXY_CA = {
+    "REQUESTS_CA_BUNDLE": "/etc/ssl/certs/ca-certificates.crt",
+    "CURL_CA_BUNDLE": "/etc/ssl/certs/ca-certificates.crt",
+    "SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt",
+}
+
+
+def exporter_env() -> dict[str, str]:
+    return clean_env(PROXY_CA)
+
+
+def tcp_flags(eng: Engine) -> list[str]:
+    """The engine's TLS port with its CA and the client pair in its certs directory."""
+    certs = eng.certs
+    return [
+        "--docker.host", eng.tcp_url, "--docker.tls-ca", str(certs / "ca.pem"),
+        "--docker.tls-cert", str(certs / "cert.pem"), "--docker.tls-key", str(certs / "key.pem"),
+    ]  # fmt: skip
+
+
+def tiny_image(eng: Engine) -> None:
+    """busybox on scratch, with its applets installed (sh, tail, sleep)."""
+    ctx = eng.root / "evt"
+    dockerfile = (
+        "FROM scratch\nCOPY busybox /bin/busybox\n"
+        'RUN ["/bin/busybox", "--install", "-s", "/bin"]\nCMD ["sh"]\n'
+    )
+    sc.write_context(ctx, dockerfile)
+    shutil.copy(sc.BUSYBOX, ctx / "busybox")
+    eng.cli("build", "-q", "-t", IMAGE, str(ctx), env={"DOCKER_BUILDKIT": "0"})
+
+
+def restart_count(eng: Engine, name: str) -> int:
+    count: Any = eng.inspect(name, kind="container")[0]["RestartCount"]
+    return int(count)
+
+
+def state_of(eng: Engine, name: str) -> dict[str, Any]:
+    state: Any = eng.inspect(name, kind="container")[0]["State"]
+    return dict(state)
+
+
+def wait_exited_for_good(eng: Engine, name: str, restarts: int) -> None:
+    def done() -> bool:
+        st = state_of(eng, name)
+        return st["Status"] == "exited" and restart_count(eng, name) == restarts
+
+    wait_until(done, 120, what=f"{name} ends its restart loop", diagnostics=eng.log_tail)
+
+
+def test_restart_policy_loop_equals_restart_count(fresh_engine, run_exporter):
+    eng = fresh_engine
+    tiny_image(eng)
+    exp = run_exporter("--docker.host", eng.unix_url, *SLOW, env=exporter_env())
+    exp.wait_for(lambda s: value(s, "docker_exporter_events_stream_up") == 1.0)
+    eng.cli("run", "-d", "--name", "loop", "--restart=on-failure:3", IMAGE, "sh", "-c", "exit 2")
+    wait_exited_for_good(eng, "loop", 3)
+    s = exp.wait_for(lambda s: value(s, "docker_container_restarts_total", name="loop") == 3.0)
+    assert restart_count(eng, "loop") == 3
+    assert value(s, "docker_container_last_exit_code", name="loop") == 2.0
+    assert value(s, "docker_container_oom_kills_total", name="loop") == 0.0
+    assert value(s, "docker_events_total", type="container", action="die") == 4.0
+    assert value(s, "docker_events_total", type="container", action="start") == 4.0
+    # docker restart of a running container, and docker start of an exited one: one each
+    eng.cli("run", "-d", "--init", "--name", "sleeper", IMAGE, "sleep", "100000")
+    eng.cli("restart", "-t", "1", "sleeper")
+    eng.cli("run", "--name", "once", IMAGE, "true")
+    eng.cli("start", "-a", "once")
+    s = exp.wait_for(
+        lambda s: (
+            value(s, "docker_container_restarts_total", name="sleeper") == 1.0
+            and value(s, "docker_container_restarts_total", name="once") == 1.0
+        )
+    )
+    assert value(s, "docker_container_restarts_total", name="loop") == 3.0
+    assert value(s, "docker_container_last_exit_code", name="once") == 0.0
+    assert value(s, "docker_exporter_events_reconnects_total") == 0.0
+
+
+def test_oom_kill_counts_one_and_exit_137(fresh_engine, run_exporter):
+    eng = fresh_engine
+    tiny_image(eng)
+    exp = run_exporter("--docker.host", eng.unix_url, *SLOW, env=exporter_env())
+    exp.wait_for(lambda s: value(s, "docker_exporter_events_stream_up") == 1.0)
+    eng.cli(
+        "run", "-d", "--name", "hog", "--memory=16m", "--memory-swap=16m",
+        IMAGE, "tail", "/dev/zero",
+    )  # fmt: skip
+    wait_until(
+        lambda: state_of(eng, "hog")["Status"] == "exited", 60, what="the OOM kill",
+        diagnostics=eng.log_tail,
+    )  # fmt: skip
+    assert state_of(eng, "hog")["OOMKilled"] is True
+    s = exp.wait_for(lambda s: value(s, "docker_container_oom_kills_total", name="hog") == 1.0)
+    assert value(s, "docker_container_last_exit_code", name="hog") == 137.0
+    assert value(s, "docker_container_restarts_total", name="hog") == 0.0
+    assert value(s, "docker_events_total", type="container", action="oom") == 1.0
+
+
+def test_healthcheck_execs_never_reach_the_exporter(fresh_engine, run_exporter):
+    eng = fresh_engine
+    tiny_image(eng)
+    exp = run_exporter("--docker.host", eng.unix_url, *SLOW, env=exporter_env())
+    exp.wait_for(lambda s: value(s, "docker_exporter_events_stream_up") == 1.0)
+    eng.cli(
+        "run", "-d", "--init", "--name", "checked", "--health-cmd", "true",
+        "--health-interval", "1s", IMAGE, "sleep", "100000",
+    )  # fmt: skip
+
+    def checks() -> int:
+        health = state_of(eng, "checked").get("Health") or {}
+        return len(health.get("Log") or [])
+
+    wait_until(lambda: checks() >= 3, 60, what="three health checks", diagnostics=eng.log_tail)
+    s = exp.wait_for(
+        lambda s: value(s, "docker_events_total", type="container", action="start") == 1.0
+    )
+    received = {k: v for k, v in s.items() if k[0] == "docker_events_total" and v}
+    labels = sorted(dict(k[1])["action"] for k in received)
+    # create and start; a health_status change (not asked for) would be "other": none came
+    assert labels == ["create", "start"], received
+
+
+def test_a_cut_connection_mid_loop_still_equals_restart_count(fresh_engine, run_exporter):
+    eng = fresh_engine
+    tiny_image(eng)
+    relay = Relay(eng.unix_socket)
+    try:
+        exp = run_exporter("--docker.host", relay.url, *SLOW, env=exporter_env())
+        exp.wait_for(lambda s: value(s, "docker_exporter_events_stream_up") == 1.0)
+        eng.cli(
+            "run", "-d", "--name", "loop", "--restart=on-failure:6", IMAGE,
+            "sh", "-c", "sleep 0.3; exit 2",
+        )  # fmt: skip
+        wait_until(lambda: restart_count(eng, "loop") >= 2, 60, what="two restarts")
+        relay.cut()
+        wait_exited_for_good(eng, "loop", 6)
+        s = exp.wait_for(
+            lambda s: (
+                value(s, "docker_container_restarts_total", name="loop") == 6.0
+                and value(s, "docker_exporter_events_stream_up") == 1.0
+            ),
+            timeout=60,
+        )
+        assert restart_count(eng, "loop") == 6
+        assert value(s, "docker_exporter_events_reconnects_total") == 1.0
+        assert value(s, "docker_events_total", type="container", action="start") == 7.0
+        time.sleep(2)  # nothing more comes, and nothing is counted twice later
+        s = exp.samples()
+        assert value(s, "docker_container_restarts_total", name="loop") == 6.0
+    finally:
+        relay.close()
+
+
+def test_mutual_tls_stream_with_proxy_ca_variables_set(fresh_engine, run_exporter):
+    eng = fresh_engine
+    tiny_image(eng)
+    exp = run_exporter(*tcp_flags(eng), *SLOW, env=exporter_env())
+    exp.wait_for(lambda s: value(s, "docker_exporter_events_stream_up") == 1.0)
+    eng.cli("run", "-d", "--name", "loop", "--restart=on-failure:2", IMAGE, "sh", "-c", "exit 2")
+    wait_exited_for_good(eng, "loop", 2)
+    exp.wait_for(lambda s: value(s, "docker_container_restarts_total", name="loop") == 2.0)
+
+
+def test_run_and_rm_show_long_before_the_interval(fresh_engine, run_exporter):
+    eng = fresh_engine
+    tiny_image(eng)
+    exp = run_exporter("--docker.host", eng.unix_url, *SLOW, env=exporter_env())
+    exp.wait_for(lambda s: value(s, "docker_exporter_events_stream_up") == 1.0)
+    started = time.monotonic()
+    eng.cli("run", "-d", "--init", "--name", "fresh", IMAGE, "sleep", "100000")
+    exp.wait_for(
+        lambda s: value(s, "docker_container_state", name="fresh", state="running") == 1.0,
+        timeout=30,
+    )
+    shown = time.monotonic() - started
+    started = time.monotonic()
+    eng.cli("rm", "-f", "fresh")
+    exp.wait_for(
+        lambda s: value(s, "docker_container_state", name="fresh", state="running") is None,
+        timeout=30,
+    )
+    gone = time.monotonic() - started
+    # reported, not asserted: the interval is 60 s, so anything here came from the stream
+    print(
+        f"\nfreshness on {eng.build.version}: docker run -d {shown:.2f}s, docker rm -f {gone:.2f}s"
+    )
+
+
+def test_podman_events(run_exporter):
+    from tests.harness.podman import podman_available, start_podman
+
+    need(podman_available())
+    pod = start_podman()
+    try:
+        ctx = pod.root / "evt"
+        sc.write_context(ctx, 'FROM scratch\nCOPY busybox /bin/busybox\nCMD ["/bin/busybox"]\n')
+        shutil.copy(sc.BUSYBOX, ctx / "busybox")
+        pod.cli("build", "-q", "-t", IMAGE, str(ctx))
+        exp = run_exporter("--docker.host", pod.unix_url, *SLOW, env=exporter_env())
+        exp.wait_for(lambda s: value(s, "docker_exporter_events_stream_up") == 1.0)
+        pod.cli(
+            "run", "-d", "--name", "loop", "--restart=on-failure:3", IMAGE,
+            "/bin/busybox", "sh", "-c", "exit 2",
+        )  # fmt: skip
+
+        def ended() -> bool:
+            out = pod.cli("inspect", "--format", "{{.State.Status}} {{.RestartCount}}", "loop")
+            return out.stdout.split() == ["exited", "3"]
+
+        wait_until(ended, 120, what="podman's restart loop")
+        s = exp.wait_for(
+            lambda s: value(s, "docker_container_restarts_total", name="loop") == 3.0, timeout=30
+        )
+        assert value(s, "docker_container_last_exit_code", name="loop") == 2.0
+    finally:
+        pod.close()

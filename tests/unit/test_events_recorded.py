@@ -1,0 +1,64 @@
+"""What dockerd 20.10, 26.1 and Podman 4.3 really sent on /events (tests/record_events.py),
+through the engine's filter and the counter: the restart loop ends equal to inspect's
+RestartCount, the OOM kill is one, and the healthcheck execs are left out by the filter."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from exporter.events import FILTERS, EventCounter, parse_event, short_id
+from tests.support.paths import FIXTURES
+
+ENGINES = ("docker-20.10", "docker-26.1", "podman-4.3")
+
+
+def recorded(engine: str) -> tuple[list[bytes], dict[str, Any]]:
+    lines = (FIXTURES / engine / "events.jsonl").read_bytes().splitlines()
+    meta = json.loads((FIXTURES / engine / "events.json").read_text())
+    return lines, meta
+
+
+def engine_filter(line: bytes) -> bool:
+    """What the engine sends with the exporter's filters (moby matches the bare action)."""
+    event = json.loads(line)
+    action = event["Action"].split(":", 1)[0]
+    return event["Type"] in FILTERS["type"] and action in FILTERS["event"]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_every_recorded_line_parses(engine):
+    lines, _ = recorded(engine)
+    assert lines
+    for line in lines:
+        assert parse_event(line).time_nano > 0
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_recorded_scenes_count_as_the_engine_reports(engine):
+    lines, meta = recorded(engine)
+    counter = EventCounter()
+    for line in filter(engine_filter, lines):
+        assert counter.add(parse_event(line))
+    loop = counter.containers[short_id(meta["loop"]["id"])]
+    assert loop.restarts == meta["loop"]["restart_count"] == 2
+    assert loop.last_exit_code == 2
+    hog = counter.containers[short_id(meta["hog"]["id"])]
+    assert hog.last_exit_code == meta["hog"]["exit_code"] == 137
+    # Podman 4.3 sends no oom event, and its inspect says OOMKilled false
+    assert hog.oom_kills == (1 if meta["hog"]["oom_killed"] else 0)
+    assert meta["hog"]["oom_killed"] is (engine != "podman-4.3")
+    # the healthchecked container: removed at the end, so forgotten
+    assert len(counter.containers) == 2
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_filter_leaves_out_healthcheck_execs(engine):
+    lines, _ = recorded(engine)
+    actions = [json.loads(line)["Action"].split(":", 1)[0] for line in lines]
+    sent = [json.loads(line)["Action"] for line in lines if engine_filter(line)]
+    if engine.startswith("docker"):
+        assert actions.count("exec_start") >= 3  # the engine emitted them...
+    assert not [a for a in sent if a.startswith(("exec_", "health_status"))]  # ...not sent
