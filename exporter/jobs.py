@@ -98,9 +98,10 @@ class InventoryJob(Job[InventorySnapshot]):
                 quoted(engine.version),
                 quoted(engine.api_version),
             )
-        images = self.client.images(decode_images)
+        # each answer's bytes are freed once decoded, before its records are built
+        images = self.client.images(lambda body: decode_images(body, release=True))
         containers = self.client.containers(
-            decode=lambda body: decode_containers(body, frozenset(self.label_keys))
+            decode=lambda body: decode_containers(body, frozenset(self.label_keys), release=True)
         )
         return build_inventory(engine, images, containers, now, self.label_keys)
 

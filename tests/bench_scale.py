@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
 import gzip
 import json
 import os
@@ -440,11 +439,12 @@ def _median(samples: list[tuple[float, float]], i: int) -> float:
 
 def measure_collection(engine: str, repeats: int) -> None:
     """Cold and warm collections, through the exporter's own objects built from its flags."""
-    from exporter.cli import GC_THRESHOLDS, parse_config
+    from exporter.cli import freeze_start_up, parse_config, tune_memory, tune_threads
     from exporter.jobs import InventoryJob
     from exporter.target import Target
 
-    gc.set_threshold(*GC_THRESHOLDS)  # as the exporter's main() does
+    tune_memory()  # as the exporter's main() does
+    tune_threads()
     flags = ["--docker.host", engine, "--collect.disk-usage-interval", "0"]
     target = Target(parse_config(flags, os.environ).target, process_metrics=True)
     (runner,) = target.runners
@@ -452,6 +452,7 @@ def measure_collection(engine: str, repeats: int) -> None:
     assert isinstance(job, InventoryJob)
     exposition = target.exposition
     job.client.engine()  # /version is read on connect and hourly: not part of a collection
+    freeze_start_up()
     counts_url = engine.replace("tcp://", "http://") + "/_bench/requests"
 
     def requests_made() -> int:
