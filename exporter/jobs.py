@@ -27,6 +27,7 @@ from .config import EngineConfig, JobSchedule, TargetSettings
 from .engine import EngineClient, EngineError, quoted
 from .filesystem import OFF, FilesystemUsage, data_root_path, measure
 from .records import (
+    ContainerStream,
     EngineDataError,
     EngineInfo,
     decode_containers,
@@ -98,10 +99,10 @@ class InventoryJob(Job[InventorySnapshot]):
                 quoted(engine.version),
                 quoted(engine.api_version),
             )
-        # each answer's bytes are freed once decoded, before its records are built
+        # the images' bytes are freed once decoded; the containers' are decoded as they come
         images = self.client.images(lambda body: decode_images(body, release=True))
         containers = self.client.containers(
-            decode=lambda body: decode_containers(body, frozenset(self.label_keys), release=True)
+            incremental=lambda: ContainerStream(frozenset(self.label_keys))
         )
         return build_inventory(engine, images, containers, now, self.label_keys)
 

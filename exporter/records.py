@@ -461,6 +461,64 @@ def decode_containers(
         return parse_containers(json.loads(body), label_keys)
 
 
+class ContainerStream:
+    """/containers/json decoded while it is read, a piece at a time (see ``_pieces``): the
+    whole answer (13 MB at 10k containers) is never held, only the piece being read.
+
+    ``feed`` takes the answer's bytes as they come, ``end`` gives the records, the same as
+    ``decode_containers`` gives for the whole answer. A piece msgspec refuses, and all that
+    follows it, is parsed at the end by the tolerant path, as a whole answer would be.
+    """
+
+    def __init__(self, label_keys: Keys = None) -> None:
+        self.keys = None if label_keys is None else frozenset(label_keys)
+        self._decoder = _containers_decoder(self.keys)
+        self._pending = bytearray()  # "[" and what came after the last piece decoded
+        self._records: list[ContainerRecord] = []
+        self._cut = False  # a piece was decoded
+        # without a decoder that frees the answer, it is read whole and decoded at the end
+        self._whole = self._decoder is None
+
+    def feed(self, chunk: bytes) -> None:
+        pending = self._pending
+        pending += chunk
+        if self._whole or len(pending) < 2 * PIECE_BYTES:
+            return
+        if not pending.startswith(b"["):
+            self._whole = True  # not an array: the tolerant path says what it is
+            return
+        cut = pending.find(_NEXT_CONTAINER, PIECE_BYTES)
+        if cut < 0:
+            return
+        assert self._decoder is not None
+        try:
+            raws = self._decoder.decode(pending[: cut + 1] + b"]")
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            self._whole = True
+            return
+        self._records += [_container_of(raw, self.keys) for raw in raws if raw.Id]
+        self._cut = True
+        del raws
+        self._pending = bytearray(b"[") + pending[cut + 2 :]
+
+    def end(self) -> tuple[ContainerRecord, ...]:
+        """The records; ValueError (EngineDataError) as ``decode_containers`` raises it."""
+        pending, self._pending = self._pending, bytearray()
+        if not self._cut:
+            return decode_containers(pending, self.keys, release=True)
+        records = self._records
+        try:
+            if self._whole:
+                raise msgspec.DecodeError("a piece msgspec refused")
+            assert self._decoder is not None
+            records += [
+                _container_of(raw, self.keys) for raw in self._decoder.decode(pending) if raw.Id
+            ]
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            records += parse_containers(json.loads(pending), self.keys)
+        return tuple(_unique(records, "id", "name"))
+
+
 def parse_version(data: object) -> EngineInfo:
     if not isinstance(data, dict):
         raise EngineDataError(f"/version answered {type(data).__name__}, expected an object")

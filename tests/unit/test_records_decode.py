@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from exporter import records as records_module
 from exporter.records import (
+    ContainerStream,
     EngineDataError,
     decode_containers,
     decode_images,
@@ -250,3 +251,74 @@ def test_any_answer_in_small_pieces_decodes_as_it_parses(data: list[Any]):
     finally:
         records_module.PIECE_BYTES = saved
     assert got == outcome(lambda b: parse_containers(json.loads(b), frozenset({"a"})), body)
+
+
+def stream_outcome(fn: Any, body: bytes) -> object:
+    """As ``outcome``; where JSON is not valid, only that (the position differs when
+    what came before the error was decoded in pieces; the engine client says "not valid
+    JSON" either way)."""
+    result = outcome(fn, body)
+    if isinstance(result, tuple) and result and result[0] is json.JSONDecodeError:
+        return json.JSONDecodeError
+    return result
+
+
+def streamed(body: bytes, keys: Any, chunk: int) -> tuple[Any, ...]:
+    stream = ContainerStream(keys)
+    for at in range(0, len(body), chunk):
+        stream.feed(body[at : at + chunk])
+    return stream.end()
+
+
+@pytest.mark.parametrize("name", CONTAINER_FILES)
+@pytest.mark.parametrize("chunk", [1, 7, 300, 100_000])
+def test_a_streamed_answer_decodes_as_it_parses(name, chunk, monkeypatch):
+    monkeypatch.setattr(records_module, "PIECE_BYTES", 500)
+    data = [{"Id": c["Id"], **c} for c in load(name)] * 3
+    body = json.dumps(data, separators=(",", ":")).encode()
+    keep = frozenset({"com.docker.compose.service"})
+    assert streamed(body, keep, chunk) == parse_containers(data, keep)
+    assert streamed(body, None, chunk) == parse_containers(data)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # msgspec refuses the third piece (a label that is not a string): the rest is parsed
+        json.dumps(
+            [
+                {"Id": f"c{i}", "Names": [f"/n{i}"], "Labels": {"a": 1 if i == 25 else "x"}}
+                for i in range(40)
+            ],
+            separators=(",", ":"),
+        ).encode(),
+        # a cut inside a nested array: not valid JSON, so that piece and the rest are parsed
+        json.dumps(
+            [{"Id": f"c{i}", "Mounts": [{"Id": "m"}] * 30} for i in range(40)],
+            separators=(",", ":"),
+        ).encode(),
+        b'{"message": "not a list"}' + b" " * 3000,
+        b"[" + b'{"Id":"c"},' * 300 + b"garbage]",
+        b'\xef\xbb\xbf[{"Id": "c"}]' + b" " * 3000,
+    ],
+)
+def test_a_streamed_answer_msgspec_refuses_ends_as_a_whole_one(body, monkeypatch):
+    monkeypatch.setattr(records_module, "PIECE_BYTES", 200)
+    keys = frozenset({"a"})
+    assert stream_outcome(lambda b: streamed(b, keys, 64), body) == stream_outcome(
+        lambda b: parse_containers(json.loads(b), keys), body
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(objects | well_typed, max_size=12), st.integers(1, 50))
+def test_any_streamed_answer_decodes_as_it_parses(data: list[Any], chunk: int):
+    body = json.dumps(data, separators=(",", ":")).encode()
+    saved = records_module.PIECE_BYTES
+    records_module.PIECE_BYTES = 16
+    try:
+        got = stream_outcome(lambda b: streamed(b, frozenset({"a"}), chunk), body)
+    finally:
+        records_module.PIECE_BYTES = saved
+    keys = frozenset({"a"})
+    assert got == stream_outcome(lambda b: parse_containers(json.loads(b), keys), body)
