@@ -439,12 +439,15 @@ def _median(samples: list[tuple[float, float]], i: int) -> float:
 
 def measure_collection(engine: str, repeats: int) -> None:
     """Cold and warm collections, through the exporter's own objects built from its flags."""
-    from exporter.cli import freeze_start_up, parse_config, tune_memory, tune_threads
+    from exporter import cli
+    from exporter.cli import parse_config
     from exporter.jobs import InventoryJob
     from exporter.target import Target
 
-    tune_memory()  # as the exporter's main() does
-    tune_threads()
+    # as the exporter's main() does (getattr: an older exporter measured with this benchmark
+    # may lack some of them)
+    for tune in ("tune_memory", "tune_threads"):
+        getattr(cli, tune, lambda: None)()
     flags = ["--docker.host", engine, "--collect.disk-usage-interval", "0"]
     target = Target(parse_config(flags, os.environ).target, process_metrics=True)
     (runner,) = target.runners
@@ -452,7 +455,7 @@ def measure_collection(engine: str, repeats: int) -> None:
     assert isinstance(job, InventoryJob)
     exposition = target.exposition
     job.client.engine()  # /version is read on connect and hourly: not part of a collection
-    freeze_start_up()
+    getattr(cli, "freeze_start_up", lambda: None)()
     counts_url = engine.replace("tcp://", "http://") + "/_bench/requests"
 
     def requests_made() -> int:
@@ -649,8 +652,12 @@ class Exporter:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def series(self, name: str) -> float | None:
-        """One unlabelled (or the first labelled) sample of ``name`` in /metrics."""
-        text = _get(f"http://127.0.0.1:{self.port}/metrics", {})[0].decode()
+        """One unlabelled (or the first labelled) sample of ``name`` in /metrics, asked as
+        Prometheus asks (another format would be rendered, and held, for the rest of the run)."""
+        body, got = _get(f"http://127.0.0.1:{self.port}/metrics", ACCEPT["openmetrics-gzip"])
+        if got.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        text = body.decode()
         for line in text.splitlines():
             if line.startswith(name):
                 return float(line.rsplit(" ", 1)[1])
