@@ -322,3 +322,18 @@ def test_any_streamed_answer_decodes_as_it_parses(data: list[Any], chunk: int):
         records_module.PIECE_BYTES = saved
     keys = frozenset({"a"})
     assert got == stream_outcome(lambda b: parse_containers(json.loads(b), keys), body)
+
+
+def test_a_stream_without_cuts_looks_at_each_byte_once(monkeypatch):
+    """Pretty-printed (spaces between containers): no cut, and no search starts over."""
+    monkeypatch.setattr(records_module, "PIECE_BYTES", 64)
+    data = [{"Id": f"c{i}", "Names": [f"/n{i}"]} for i in range(200)]
+    body = json.dumps(data, separators=(", ", ": ")).encode()
+    stream = ContainerStream(frozenset())
+    searched = []
+    for at in range(0, len(body), 10):
+        stream.feed(body[at : at + 10])
+        searched.append(stream._look_from)
+    assert not stream._cut
+    assert searched[-1] > len(body) - 20  # it moved along with the bytes read
+    assert stream.end() == parse_containers(data, frozenset())
