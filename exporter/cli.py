@@ -44,8 +44,9 @@ _M_ARENA_MAX = -8  # mallopt() parameter, glibc's malloc.h
 MMAP_THRESHOLD = 256 * 1024
 _M_MMAP_THRESHOLD = -3
 # A thread that waits for the interpreter gets it after at most this long (CPython's
-# default is 5 ms). A scrape hands it over several times (event loop, worker, event loop),
-# so while a collection runs, each scrape waited some 20 ms for it (tests/bench_scale.py).
+# default is 5 ms). A scrape hands it over several times (event loop, worker, event loop);
+# during a collection at 10k containers a thread waited over 5 ms for it 35 times, at
+# 0.5 ms 2 to 4 times (docs/scale-cost.md).
 SWITCH_INTERVAL = 0.0005
 
 
@@ -67,9 +68,9 @@ def tune_threads() -> None:
 
 
 def freeze_start_up() -> None:
-    """What start-up made (modules, classes, functions, configuration: some 40k objects)
-    lives as long as the process: no GC pass needs to scan it again. A full pass then takes
-    a collection's own objects only (16 ms less at 10k containers, with the GIL held)."""
+    """What start-up made (modules, classes, functions, configuration: some 38k objects)
+    lives as long as the process: no GC pass needs to scan it again (a full pass over it
+    alone held the interpreter for 8 ms)."""
     gc.collect()
     gc.freeze()
 

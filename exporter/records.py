@@ -102,6 +102,10 @@ def _created(raw: Fields) -> int | None:
     return created if created else None  # 0 means "unknown" in every engine
 
 
+# Records and facts are frozen msgspec structs the garbage collector does not track (they
+# hold strings, numbers, tuples and string maps: never a cycle). A collection at 10k
+# containers makes tens of thousands: as dataclasses they made its GC passes many and long
+# (docs/scale-cost.md).
 class ImageRecord(msgspec.Struct, frozen=True, gc=False):
     id: str  # full "sha256:..."
     repo_tags: tuple[str, ...]  # without the <none>:<none> placeholder

@@ -56,6 +56,7 @@ def _is_id_ref(ref: str, image_id: str) -> bool:
     return bool(bare) and set(bare) <= _HEX and image_id.removeprefix("sha256:").startswith(bare)
 
 
+# frozen structs the GC does not track, as records are (see records.py)
 class ImageFacts(msgspec.Struct, frozen=True, gc=False):
     image_id: str  # short
     name: str
