@@ -20,7 +20,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import docker
 import requests
@@ -32,6 +32,16 @@ from .records import EngineDataError, EngineInfo, parse_info, parse_version, swa
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Incremental(Protocol[T_co]):
+    """Decodes an answer while it is read: ``feed`` each piece of bytes, then ``end``."""
+
+    def feed(self, chunk: bytes) -> None: ...
+
+    def end(self) -> T_co: ...
+
 
 VERSION_TTL = 3600.0  # /version and /info are re-read hourly and after every failure
 READ_CHUNK = 1 << 16
@@ -258,9 +268,11 @@ class EngineClient:
         timeout: float,
         decode: Callable[[bytearray], T] = json.loads,
         stated_timeout: float | None = None,
+        incremental: Callable[[], Incremental[T]] | None = None,
     ) -> T:
         """One request, cut at ``timeout``; ``stated_timeout``: the one errors name, when
-        this request is a retry with what is left of it."""
+        this request is a retry with what is left of it; ``incremental``: a decoder that
+        reads a successful answer as it comes, instead of ``decode`` on the whole of it."""
         stated = timeout if stated_timeout is None else stated_timeout
         api = self._session()
         if path not in ENDPOINTS and not _INSPECT.fullmatch(path):
@@ -292,13 +304,14 @@ class EngineClient:
                             "the Engine API never does; not followed",
                             f"to {quoted(target)}" if target else "",
                         )
-                    body = self._read(response, where, fired)
+                    sink = incremental() if incremental is not None and status < 300 else None
+                    body = self._read(response, where, fired, sink)
                 if status >= 400:
                     raise EngineError(
                         f"{where}: engine answered HTTP {status}", _error_message(body)
                     ) from requests.exceptions.HTTPError(status, response=response)
                 try:
-                    return decode(body)
+                    return sink.end() if sink is not None else decode(body)
                 except EngineDataError:
                     raise  # valid JSON of the wrong shape: the decoder's own one-line message
                 except (ValueError, RecursionError) as exc:
@@ -323,8 +336,15 @@ class EngineClient:
         finally:
             watchdog.cancel()
 
-    def _read(self, response: Any, where: str, fired: threading.Event) -> bytearray:
-        """The decoded body, at most ``max_answer_bytes`` (compressed or not)."""
+    def _read(
+        self,
+        response: Any,
+        where: str,
+        fired: threading.Event,
+        sink: Incremental[Any] | None = None,
+    ) -> bytearray:
+        """The decoded body, at most ``max_answer_bytes`` (compressed or not); with a
+        ``sink``, fed to it as it comes instead (and the body returned is empty)."""
         limit = self.max_answer_bytes
         length = response.headers.get("Content-Length", "")
         if length.isdigit() and int(length) > limit:
@@ -332,13 +352,18 @@ class EngineClient:
         # One buffer that grows in place: a list of chunks and their join would hold the
         # answer twice (13 MB each for 10k containers).
         body = bytearray()
+        read = 0
         try:
             # urllib3 (2.6+) decodes at most the amount asked for per read, so a gzip bomb
             # is stopped at the cap rather than expanded in memory.
             for chunk in response.raw.stream(READ_CHUNK, decode_content=True):
-                if len(body) + len(chunk) > limit:
+                read += len(chunk)
+                if read > limit:
                     raise self._too_big(where)
-                body += chunk
+                if sink is not None:
+                    sink.feed(chunk)
+                else:
+                    body += chunk
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             if fired.is_set():
                 raise _Deadline() from exc
@@ -395,11 +420,15 @@ class EngineClient:
         size: bool = False,
         timeout: float | None = None,
         decode: Callable[[bytearray], T] = json.loads,
+        incremental: Callable[[], Incremental[T]] | None = None,
     ) -> T:
-        """/containers/json?all=1, decoded by ``decode`` from the answer's bytes."""
+        """/containers/json?all=1, decoded by ``decode`` from the answer's bytes, or by
+        ``incremental`` while it is read."""
         self.engine()
         params = {"all": "1", "size": "1"} if size else {"all": "1"}
-        return self._get(CONTAINERS, params, timeout or self.timeout, decode)
+        return self._get(
+            CONTAINERS, params, timeout or self.timeout, decode, incremental=incremental
+        )
 
     def services(self) -> Any:
         """/services, with each service's task counts (ServiceStatus) from API 1.41."""

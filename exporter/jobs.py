@@ -29,6 +29,7 @@ from .engine import EngineClient, EngineError, quoted
 from .filesystem import OFF, FilesystemUsage, data_root_path, measure
 from .records import (
     PROJECT_LABELS,
+    ContainerStream,
     EngineDataError,
     EngineInfo,
     decode_containers,
@@ -121,10 +122,11 @@ class InventoryJob(Job[InventorySnapshot]):
                 quoted(engine.version),
                 quoted(engine.api_version),
             )
-        images = self.client.images(decode_images)
+        # the images' bytes are freed once decoded; the containers' are decoded as they come;
         # the project labels always: docker_project_containers counts by them
+        images = self.client.images(lambda body: decode_images(body, release=True))
         keys = frozenset(self.label_keys).union(PROJECT_LABELS)
-        containers = self.client.containers(decode=lambda body: decode_containers(body, keys))
+        containers = self.client.containers(incremental=lambda: ContainerStream(keys))
         return build_inventory(engine, images, containers, now, self.label_keys)
 
 

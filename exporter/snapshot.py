@@ -11,6 +11,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 
+import msgspec
+
 from .filesystem import FilesystemUsage
 from .metrics import BUILD_CACHE_IDLE_FOR, BUILD_CACHE_STATES, CONTAINER_STATES, DISK_RESOURCES
 from .records import (
@@ -64,8 +66,8 @@ def _is_id_ref(ref: str, image_id: str) -> bool:
     return bool(bare) and set(bare) <= _HEX and image_id.removeprefix("sha256:").startswith(bare)
 
 
-@dataclass(frozen=True)
-class ImageFacts:
+# frozen structs the GC does not track, as records are (see records.py)
+class ImageFacts(msgspec.Struct, frozen=True, gc=False):
     image_id: str  # short
     name: str
     size: int | None
@@ -76,8 +78,7 @@ class ImageFacts:
     last_used: float | None
 
 
-@dataclass(frozen=True)
-class ContainerFacts:
+class ContainerFacts(msgspec.Struct, frozen=True, gc=False):
     name: str
     container_id: str  # short
     image: str
@@ -341,7 +342,7 @@ def _distinct_images(images: Iterable[ImageRecord]) -> tuple[ImageRecord, ...]:
             seen[image.id] = image
         else:
             tags = tuple(dict.fromkeys(first.repo_tags + image.repo_tags))
-            seen[image.id] = replace(first, repo_tags=tags)
+            seen[image.id] = msgspec.structs.replace(first, repo_tags=tags)
     return tuple(seen.values())
 
 

@@ -13,7 +13,9 @@ def test_benchmark_runs_at_small_size():
     result = subprocess.run(
         [sys.executable, "-m", "tests.bench_scale", "--sizes", "30x50", "--scrapers", "1,2",
          "--seconds", "1", "--interval", "1", "--repeats", "1", "--fleet", "4x20",
-         "--fleet-interval", "1", "--fleet-hanging", "1", "--json"],
+         "--fleet-interval", "1", "--fleet-hanging", "1", "--events-per-second", "5",
+         "--cpu-seconds", "2", "--cpu-interval", "1", "--storm-rate", "100",
+         "--storm-seconds", "1", "--json"],
         cwd=REPO, capture_output=True, timeout=180, text=True,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -30,7 +32,18 @@ def test_benchmark_runs_at_small_size():
     for server in ("exporter", "static"):
         assert set(size["scrapes"][server]) == {"1", "2"}
         assert all(s["n"] > 0 for s in size["scrapes"][server].values())
+    assert set(size["scrapes"]["exporter"]) == set(size["scrapes"]["static"])
     assert "| 30 / 50 | 2 |" in table
+    # the steady phase: a fresh exporter at a 1 s interval, scraped once a second for 2 s
+    steady = size["steady"]
+    assert (steady["interval_s"], steady["seconds"]) == (1, 2)
+    assert steady["collections"] >= 1
+    assert 0 < steady["peak_rss_mb"] < 1024
+    # the storm: 100 events/s for 1 s, then the exporter shows what the engine lists
+    storm = size["storm"]
+    assert 50 <= storm["events"] <= 150
+    assert storm["peak_rss_mb_after"] >= storm["peak_rss_mb_before"]
+    assert "| 30 / 50 | 100/s for 1 s |" in table
     fleet = figures["fleet"]
     assert (fleet["targets"], fleet["hanging"]) == (4, 1)
     assert fleet["collections_per_target_min"] >= 1  # every live target, despite the hang

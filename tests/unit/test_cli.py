@@ -123,3 +123,20 @@ def test_module_entry_point():
         [sys.executable, "-m", "exporter", "--version"], capture_output=True, text=True, timeout=30
     )
     assert result.returncode == 0 and "docker-inventory-exporter" in result.stdout
+
+
+def test_tuning_for_scrapes_during_collections():
+    """The switch interval is 0.5 ms and start-up's objects are out of every GC pass."""
+    import gc
+
+    from exporter.cli import SWITCH_INTERVAL, freeze_start_up, tune_threads
+
+    saved = sys.getswitchinterval()
+    try:
+        tune_threads()
+        assert sys.getswitchinterval() == SWITCH_INTERVAL == 0.0005
+        freeze_start_up()
+        assert gc.get_freeze_count() > 1000  # every module and class of this test process
+    finally:
+        gc.unfreeze()
+        sys.setswitchinterval(saved)

@@ -16,11 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from exporter import records
 from exporter.config import EngineConfig, TLSSettings
 from exporter.engine import DF_BUSY, ENDPOINTS, SYSTEM_DF, EngineClient, EngineError
+from exporter.records import ContainerStream
 from tests.support import loopback
 from tests.support.certs import generate_certs
-from tests.support.fake_engine import SYNTHETIC_ANSWERS, Raw, synthetic_engine
+from tests.support.fake_engine import SYNTHETIC_ANSWERS, FakeEngine, Raw, synthetic_engine
 from tests.support.paths import load
 from tests.support.process import free_port
 
@@ -240,5 +242,57 @@ def test_a_df_retry_that_times_out_names_the_whole_timeout() -> None:
             client.disk_usage(("image",), 1.0)
         assert engine.count(SYSTEM_DF) == 2
         assert str(failed.value) == "GET /system/df: no answer within 1s"
+    finally:
+        engine.close()
+
+
+DOCKER_CONTAINERS = [
+    {"Id": f"{i:064x}", "Names": [f"/c{i}"], "State": "running", "Labels": {"a": "x", "b": "y"}}
+    for i in range(500)
+]
+
+
+def stream_engine(answer: object) -> FakeEngine:
+    return FakeEngine({"/version": load("synthetic/version-1.52.json"), "/containers/json": answer})
+
+
+def test_containers_are_decoded_as_they_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(records, "PIECE_BYTES", 4096)
+    body = json.dumps(DOCKER_CONTAINERS, separators=(",", ":")).encode()  # Docker's own form
+    streams: list[ContainerStream] = []
+
+    def stream() -> ContainerStream:
+        streams.append(ContainerStream(frozenset({"a"})))
+        return streams[-1]
+
+    engine = stream_engine(body)
+    try:
+        got = EngineClient(EngineConfig(engine.url), TIMEOUT).containers(incremental=stream)
+    finally:
+        engine.close()
+    assert got == records.parse_containers(DOCKER_CONTAINERS, frozenset({"a"}))
+    assert len(streams) == 1
+    assert streams[0]._cut  # pieces were decoded before the answer's end
+
+
+def test_a_streamed_answer_is_still_capped_and_errors_are_not_streamed() -> None:
+    body = json.dumps(DOCKER_CONTAINERS, separators=(",", ":")).encode()
+    engine = stream_engine(body)
+    try:
+        capped = EngineClient(EngineConfig(engine.url), TIMEOUT, max_answer_bytes=10_000)
+        with pytest.raises(EngineError) as err:
+            capped.containers(incremental=ContainerStream)
+        assert str(err.value) == (
+            "GET /containers/json: the answer is larger than 10000 bytes "
+            "(--collect.max-answer-size); not read"
+        )
+        engine.set("/containers/json", busy_df(1, []))  # an HTTP 500 with a JSON message
+        with pytest.raises(EngineError) as err:
+            EngineClient(EngineConfig(engine.url), TIMEOUT).containers(incremental=ContainerStream)
+        assert str(err.value) == f'GET /containers/json: engine answered HTTP 500 "{DF_BUSY}"'
+        engine.set("/containers/json", b"[{]")
+        with pytest.raises(EngineError) as err:
+            EngineClient(EngineConfig(engine.url), TIMEOUT).containers(incremental=ContainerStream)
+        assert str(err.value) == "GET /containers/json: the engine's answer is not valid JSON"
     finally:
         engine.close()
