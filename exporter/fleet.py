@@ -31,6 +31,7 @@ from .buildinfo import build_labels
 from .collector import Family, family
 from .config import Config, ConfigError, TargetConfig
 from .configfile import Loaded, load
+from .configtext import ECHO_CHARS, shorten
 from .exposition import Exposition
 from .jobs import Scheduler
 from .target import Target
@@ -89,17 +90,33 @@ class Fleet:
     def source(self, name: str) -> str:
         return self._sources.get(name, "")
 
+    def _load(self) -> Loaded:
+        """The file and its discovery sources; every failure is one ConfigError line.
+
+        ``load`` turns every problem it knows into a ConfigError that names the field; one
+        it does not know (a bug, or a file system that fails in a new way) must still end
+        the same way: one line, the running targets kept, never a dead reload thread.
+        """
+        try:
+            return load(self.path, self.config.target.settings, self.env)
+        except ConfigError:
+            raise
+        except Exception as exc:
+            problem = shorten(str(exc), 4 * ECHO_CHARS)
+            raise ConfigError(
+                f"{self.path}: cannot load: {type(exc).__name__}: {problem}"
+            ) from None
+
     def load(self) -> None:
         """The first load: a problem raises ConfigError (the CLI exits 2)."""
         with self._lock:
-            loaded = load(self.path, self.config.target.settings, self.env)
-            self._apply(loaded)
+            self._apply(self._load())
 
     def reload(self, why: str) -> bool:
         """Re-read everything; on a problem keep the running targets and log one line."""
         with self._lock:
             try:
-                loaded = load(self.path, self.config.target.settings, self.env)
+                loaded = self._load()
             except ConfigError as exc:
                 self.reload_ok = False
                 self._changed()

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import bcrypt
-import yaml
 
 from .config import ConfigError
+from .configtext import ECHO_CHARS, TextProblem, parse_yaml, read_text, shorten
 
 # Go's crypto/tls names of the TLS 1.2 suites, and OpenSSL's. TLS 1.3 suites are fixed in Go
 # and cannot be chosen in Python's ssl either, so cipher_suites applies to TLS 1.2 in both.
@@ -185,13 +185,22 @@ def _unknown(section: Mapping[str, Any], known: set[str], where: str) -> None:
 
 
 def parse_web_config(text: str, path: str = "--web.config.file") -> WebConfig:
-    """The web config's YAML text to a WebConfig; ConfigError naming the first problem."""
+    """The web config's YAML text to a WebConfig; ConfigError naming the file and the
+    first problem."""
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path} is not valid YAML{where}") from None
+        return _parse_web_config(text, path)
+    except ConfigError as exc:
+        message = str(exc)
+        if message.startswith(path):
+            raise
+        raise ConfigError(f"{path}: {shorten(message, 4 * ECHO_CHARS)}") from None
+
+
+def _parse_web_config(text: str, path: str) -> WebConfig:
+    try:
+        data = parse_yaml(text)
+    except TextProblem as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     top = _mapping(data, path)
     _unknown(top, {"tls_server_config", "basic_auth_users", "http_server_config"}, path)
     return WebConfig(
@@ -284,11 +293,9 @@ def _headers(raw: dict[str, Any]) -> tuple[tuple[str, str], ...]:
 
 def load_web_config(path: str) -> WebConfig:
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise ConfigError(f"cannot read --web.config.file {path}: {reason or exc}") from None
+        text = read_text(path)
+    except TextProblem as exc:
+        raise ConfigError(f"--web.config.file {path}: {exc}") from None
     return parse_web_config(text, path)
 
 
