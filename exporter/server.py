@@ -15,8 +15,11 @@ and a few kilobytes, never a thread:
   ``max_request_line``); an idle keep-alive connection is closed after ``idle_timeout``;
 - an answer is written in chunks as the client reads it, within ``write_timeout``; the
   rendered exposition is shared, never copied per client;
-- the WSGI app and bcrypt run in a pool of ``workers`` threads; at most ``max_requests``
-  requests are in there at once (503 beyond, as promhttp does; 0 is unlimited);
+- the WSGI app runs in a pool of ``workers`` threads; at most ``max_requests`` requests are
+  in there at once (503 beyond, as promhttp does; 0 is unlimited);
+- basic auth answers from its caches of checked credentials on the loop; a bcrypt check
+  runs in its own ``auth_workers`` threads, at most ``max_auth_checks`` at once (429
+  beyond), so wrong passwords never take the scrapes' workers or budget;
 - at ``max_connections`` (kept below the open-file limit) the connection that has made no
   progress for longest is closed to admit the new one, so /metrics stays reachable;
 - the listen backlog is ``backlog`` (the kernel caps it at net.core.somaxconn).
@@ -61,6 +64,10 @@ class Limits:
     max_request_line: int = 8 * 1024
     max_body_bytes: int = 64 * 1024
     backlog: int = 1024
+    # bcrypt checks of credentials no cache knows: their own threads and their own budget,
+    # so strangers guessing passwords never take the scrapes' workers or --web.max-requests
+    auth_workers: int = 1
+    max_auth_checks: int = 8  # waiting or running; beyond, 429 at once
 
 
 def connection_limit(wanted: int, reserve: int = 64) -> int:
@@ -112,6 +119,9 @@ class HTTPServer:
         self.auth = auth
         self.extra_headers = [(k.encode(), v.encode()) for k, v in headers]
         self.pool = ThreadPoolExecutor(limits.workers, thread_name_prefix="http")
+        self.auth_pool = ThreadPoolExecutor(limits.auth_workers, thread_name_prefix="auth")
+        self.auth_in_flight = 0
+        self.auth_refused = 0  # 429s: the bcrypt budget was spent
         self.connections: dict[_Connection, None] = {}
         self.in_flight = 0
         self.evicted = 0
@@ -143,6 +153,7 @@ class HTTPServer:
     def shutdown(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.pool.shutdown(wait=False)
+        self.auth_pool.shutdown(wait=False)
 
     # --- connections ----------------------------------------------------------------------
     async def _accept_loop(self) -> None:
@@ -316,7 +327,10 @@ class HTTPServer:
         status: str
         headers: list[tuple[bytes, bytes]]
         body: bytes
-        if max_requests and self.in_flight >= max_requests:
+        denied = await self._authenticate(request)
+        if denied is not None:
+            status, headers, body = denied
+        elif max_requests and self.in_flight >= max_requests:
             status = "503 Service Unavailable"
             headers = [(b"Content-Type", b"text/plain")]
             body = b"Too many concurrent requests (--web.max-requests)\n"
@@ -376,21 +390,48 @@ class HTTPServer:
             environ[key] = f"{environ[key]},{text}" if key in environ else text
         return environ
 
+    async def _authenticate(
+        self, request: h11.Request
+    ) -> tuple[str, list[tuple[bytes, bytes]], bytes] | None:
+        """None when the request may go on, else the answer (401, or 429 over budget).
+
+        The caches answer on the loop; a bcrypt check runs in the auth pool, at most
+        ``max_auth_checks`` at once, never in the scrapes' pool nor their budget.
+        """
+        if self.auth is None:
+            return None
+        path = unquote(request.target.decode("latin-1").partition("?")[0], "latin-1")
+        if path in UNAUTHENTICATED_PATHS:
+            return None
+        # as the WSGI environ joins them: two Authorization headers are never valid
+        given = [v.decode("latin-1") for k, v in request.headers if k == b"authorization"]
+        verdict = self.auth.precheck(",".join(given) if given else None)
+        if not isinstance(verdict, bool):
+            if self.auth_in_flight >= self.limits.max_auth_checks:
+                self.auth_refused += 1
+                return (
+                    "429 Too Many Requests",
+                    [(b"Content-Type", b"text/plain; charset=utf-8"), (b"Retry-After", b"1")],
+                    b"Too many authentication attempts at once\n",
+                )
+            self.auth_in_flight += 1
+            try:
+                verdict = await self.loop.run_in_executor(self.auth_pool, self.auth.verify, verdict)
+            finally:
+                self.auth_in_flight -= 1
+        if verdict:
+            return None
+        return (
+            "401 Unauthorized",
+            [
+                (b"Content-Type", b"text/plain; charset=utf-8"),
+                (b"WWW-Authenticate", b'Basic realm="docker-inventory-exporter"'),
+            ],
+            b"Unauthorized\n",
+        )
+
     def _call(self, environ: dict[str, Any]) -> tuple[str, list[tuple[bytes, bytes]], bytes]:
-        """In a pool thread: basic auth (bcrypt), then the app."""
-        if (
-            self.auth is not None
-            and environ["PATH_INFO"] not in UNAUTHENTICATED_PATHS
-            and not self.auth.check(environ.get("HTTP_AUTHORIZATION"))
-        ):
-            return (
-                "401 Unauthorized",
-                [
-                    (b"Content-Type", b"text/plain; charset=utf-8"),
-                    (b"WWW-Authenticate", b'Basic realm="docker-inventory-exporter"'),
-                ],
-                b"Unauthorized\n",
-            )
+        """In a pool thread: the app (authentication was done before)."""
         out: dict[str, Any] = {}
 
         def start_response(status: str, headers: list[tuple[str, str]], *_: Any) -> None:

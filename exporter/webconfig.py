@@ -86,7 +86,7 @@ TLS_KEYS = {
 }
 # keys of exporter-toolkit that this exporter does not implement: refused, never ignored
 TLS_KEYS_UNSUPPORTED = {"cert", "key", "client_ca", "curve_preferences", "client_allowed_sans"}
-AUTH_CACHE_SIZE = 256
+AUTH_CACHE_SIZE = 1024  # checked credentials remembered, successes and failures each
 
 
 @dataclass(frozen=True)
@@ -356,24 +356,54 @@ class TLSReloader:
         sock.context = self.current()
 
 
-class BasicAuth:
-    """bcrypt basic auth with a cache of successful checks.
+BCRYPT_MAX_PASSWORD = 72  # bytes; bcrypt 5 raises beyond, and exporter-toolkit refuses them
 
-    bcrypt costs tens of milliseconds on purpose; a scrape every 15 s must not pay that. A
-    successful (user, password) is remembered as an HMAC under a key made at start, so the
-    cache holds no password and a lookup reveals nothing about stored entries. An unknown
-    user costs a bcrypt check too, so timing does not tell which users exist.
+
+def bcrypt_cost(hashed: bytes) -> int:
+    """The cost (log2 of the rounds) of a ``$2b$12$...`` hash."""
+    return int(hashed.split(b"$")[2])
+
+
+@dataclass(frozen=True)
+class PendingCheck:
+    """Credentials that neither cache knows: they need a bcrypt check (``BasicAuth.verify``)."""
+
+    user: str
+    password: bytes
+    tag: bytes
+
+
+class BasicAuth:
+    """bcrypt basic auth with caches of checked credentials.
+
+    bcrypt costs tens of milliseconds on purpose; a scrape every 15 s must not pay that, and
+    strangers repeating a wrong password must not make the exporter pay it again and again.
+    A checked (user, password) is remembered as an HMAC under a key made at start, so the
+    caches hold no password and a lookup reveals nothing about stored entries: successes
+    in one cache, failures in another, each bounded. ``precheck`` answers from the caches
+    (cheap: it runs on the event loop); only what it cannot answer goes to ``verify``, which
+    the server runs in its own small pool under its own budget, apart from the scrapes.
+
+    An unknown user costs a bcrypt check of the same cost as the configured hashes, so
+    timing does not tell which users exist. A password longer than bcrypt's 72 bytes is
+    refused, as exporter-toolkit does.
     """
 
-    def __init__(self, users: Mapping[str, bytes]) -> None:
+    def __init__(self, users: Mapping[str, bytes], cache_size: int = AUTH_CACHE_SIZE) -> None:
         self.users = dict(users)
         self._key = secrets.token_bytes(32)
         self._ok: OrderedDict[bytes, None] = OrderedDict()
+        self._failed: OrderedDict[bytes, None] = OrderedDict()
+        self._cache_size = cache_size
         self._lock = threading.Lock()
-        self._dummy = bcrypt.hashpw(b"dummy", bcrypt.gensalt(rounds=10))
+        costs = [bcrypt_cost(h) for h in self.users.values()]
+        # the cost most users have (the highest of those tied): what a known user costs
+        self.dummy_cost = max(costs, key=lambda c: (costs.count(c), c)) if costs else 10
+        self._dummy = bcrypt.hashpw(b"dummy", bcrypt.gensalt(rounds=self.dummy_cost))
         self.bcrypt_checks = 0
 
-    def check(self, authorization: str | None) -> bool:
+    def precheck(self, authorization: str | None) -> bool | PendingCheck:
+        """True or False when the header or a cache decides, else the check still to do."""
         if not self.users:
             return True
         if not authorization or authorization[:6].lower() != "basic ":
@@ -383,22 +413,35 @@ class BasicAuth:
         except (binascii.Error, ValueError):
             return False
         user_bytes, sep, password = decoded.partition(b":")
-        if not sep:
+        if not sep or len(password) > BCRYPT_MAX_PASSWORD:
             return False
-        user = user_bytes.decode("utf-8", "replace")
         tag = hmac.new(self._key, user_bytes + b"\0" + password, hashlib.sha256).digest()
         with self._lock:
             if tag in self._ok:
                 self._ok.move_to_end(tag)
                 return True
-        hashed = self.users.get(user)
+            if tag in self._failed:
+                self._failed.move_to_end(tag)
+                return False
+        return PendingCheck(user_bytes.decode("utf-8", "replace"), password, tag)
+
+    def verify(self, pending: PendingCheck) -> bool:
+        """The bcrypt check (slow on purpose), its result remembered."""
+        hashed = self.users.get(pending.user)
         self.bcrypt_checks += 1
-        # bcrypt.checkpw compares the hashes in constant time
-        good = bcrypt.checkpw(password, hashed if hashed is not None else self._dummy)
-        if good and hashed is not None:
-            with self._lock:
-                self._ok[tag] = None
-                while len(self._ok) > AUTH_CACHE_SIZE:
-                    self._ok.popitem(last=False)
-            return True
-        return False
+        try:
+            # bcrypt.checkpw compares the hashes in constant time
+            good = bcrypt.checkpw(pending.password, hashed or self._dummy) and hashed is not None
+        except ValueError:  # a hash or a password bcrypt refuses: no entry
+            good = False
+        with self._lock:
+            cache = self._ok if good else self._failed
+            cache[pending.tag] = None
+            while len(cache) > self._cache_size:
+                cache.popitem(last=False)
+        return good
+
+    def check(self, authorization: str | None) -> bool:
+        """``precheck`` and, when needed, ``verify``, in the calling thread."""
+        verdict = self.precheck(authorization)
+        return verdict if isinstance(verdict, bool) else self.verify(verdict)

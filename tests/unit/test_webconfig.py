@@ -149,9 +149,9 @@ def test_basic_auth_checks_and_caches_successes_only():
     assert auth.bcrypt_checks == 1  # cached: a scrape does not pay for bcrypt again
     assert not auth.check(header("prometheus", "wrong"))
     assert not auth.check(header("prometheus", "wrong"))
-    assert auth.bcrypt_checks == 3  # failures are never cached
+    assert auth.bcrypt_checks == 2  # a failure is remembered too (issue 20): paid once
     assert not auth.check(header("nobody", "secret"))
-    assert auth.bcrypt_checks == 4  # an unknown user costs a bcrypt check too
+    assert auth.bcrypt_checks == 3  # an unknown user costs a bcrypt check too
     for bad in (None, "", "Bearer x", "Basic !!!", "Basic " + base64.b64encode(b"x").decode()):
         assert not auth.check(bad)
 
