@@ -28,6 +28,8 @@ and a few kilobytes, never a thread:
 from __future__ import annotations
 
 import asyncio
+import asyncio.selector_events
+import asyncio.sslproto
 import contextlib
 import logging
 import socket
@@ -50,6 +52,49 @@ log = logging.getLogger(__name__)
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 UNAUTHENTICATED_PATHS = frozenset({"/-/healthy"})  # liveness only: tells nothing
 _CHUNK = 256 * 1024
+# what Go's net/http answers a plain HTTP request on a TLS port, byte for byte
+PLAIN_HTTP_TO_TLS = (
+    b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"
+)
+
+
+# asyncio's TLS layer reads into a 256 KiB buffer per connection (its SSLProtocol.max_size):
+# 1,000 clients that hold a TLS connection open would cost 250 MB for buffers alone. A TLS
+# record is at most 16 KiB, so 32 KiB reads lose nothing.
+TLS_READ_BUFFER = 32 * 1024
+# An answer goes out in chunks of this size as the client reads it. Over TLS each chunk is
+# encrypted into a copy of its own, so a smaller one keeps a client that never reads cheap.
+_TLS_CHUNK = 32 * 1024
+
+
+class _SmallBufferSSLProtocol(asyncio.sslproto.SSLProtocol):
+    max_size = TLS_READ_BUFFER
+
+
+class _EventLoop(asyncio.SelectorEventLoop):
+    """The selector loop, its TLS connections with ``TLS_READ_BUFFER`` read buffers."""
+
+    def _make_ssl_transport(
+        self,
+        rawsock: socket.socket,
+        protocol: asyncio.BaseProtocol,
+        sslcontext: ssl.SSLContext,
+        waiter: asyncio.Future[Any],
+        *,
+        server_side: bool = False,
+        server_hostname: str | None = None,
+        extra: dict[str, Any] | None = None,
+        server: Any = None,
+        **timeouts: Any,
+    ) -> asyncio.Transport:
+        # asyncio's own body of this method (3.9 to 3.13), with the smaller-buffer protocol
+        ssl_protocol = _SmallBufferSSLProtocol(
+            self, protocol, sslcontext, waiter, server_side, server_hostname, **timeouts
+        )
+        asyncio.selector_events._SelectorSocketTransport(  # type: ignore[attr-defined]
+            self, rawsock, ssl_protocol, extra=extra, server=server
+        )
+        return ssl_protocol._app_transport
 
 
 @dataclass(frozen=True)
@@ -135,8 +180,9 @@ class HTTPServer:
         self.sock.bind((host or "0.0.0.0", port))  # OSError when taken: the caller says so
         self.sock.listen(limits.backlog)
         self.port = self.sock.getsockname()[1]
-        self.loop = asyncio.new_event_loop()
-        self.pending = 0  # accepted, handshake not done yet
+        self.loop = _EventLoop()
+        # accepted, TLS handshake not done yet: the task, and when it was accepted
+        self._handshaking: dict[asyncio.Task[None], float] = {}
         self._accept_error_logged = False
         self.thread = threading.Thread(target=self._run, name="http-loop", daemon=True)
 
@@ -169,33 +215,81 @@ class HTTPServer:
                 await asyncio.sleep(0.5)
                 continue
             self._accept_error_logged = False
-            self.pending += 1
-            self.loop.create_task(self._start_connection(client))
+            task = self.loop.create_task(self._start_connection(client))
+            self._handshaking[task] = time.monotonic()
             # An accept that succeeds at once does not yield: let the new connection start,
             # and evicted ones really close, before the next accept.
             await asyncio.sleep(0)
 
+    @property
+    def pending(self) -> int:
+        """Connections accepted whose TLS handshake (or first byte) is still awaited."""
+        return len(self._handshaking)
+
     def _make_room(self) -> None:
+        """At the limit, close the connection that has made no progress for longest: an
+        idle one, or one whose handshake has not come (those count against the limit)."""
         limit = self.limits.max_connections
         if len(self.connections) + self.pending < limit:
-            if self._limit_logged and len(self.connections) < limit * 0.9:
+            if self._limit_logged and len(self.connections) + self.pending < limit * 0.9:
                 self._limit_logged = False
             return
         if not self._limit_logged:
             self._limit_logged = True
             log.warning("%d connections open, the limit: closing the ones idle the longest", limit)
         idle = [c for c in self.connections if not c.busy]
-        if idle:
-            self._drop(min(idle, key=lambda c: c.progress))
+        oldest_idle = min(idle, key=lambda c: c.progress) if idle else None
+        oldest_handshake = min(self._handshaking.items(), key=lambda kv: kv[1], default=None)
+        if oldest_handshake is not None and (
+            oldest_idle is None or oldest_handshake[1] <= oldest_idle.progress
+        ):
+            task = oldest_handshake[0]
+            del self._handshaking[task]
+            task.cancel()  # its socket is closed as the cancellation lands
+            self.evicted += 1
+        elif oldest_idle is not None:
+            self._drop(oldest_idle)
             self.evicted += 1
 
     def _drop(self, conn: _Connection) -> None:
         self.connections.pop(conn, None)
         conn.writer.transport.abort()
 
+    async def _readable(self, client: socket.socket, timeout: float) -> None:
+        """Wait until the socket has data (or EOF); TimeoutError after ``timeout``."""
+        ready: asyncio.Future[None] = self.loop.create_future()
+        fd = client.fileno()
+
+        def wake() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        self.loop.add_reader(fd, wake)
+        try:
+            await asyncio.wait_for(ready, timeout)
+        finally:
+            self.loop.remove_reader(fd)
+
+    async def _is_tls(self, client: socket.socket) -> bool:
+        """Whether the client starts a TLS handshake; a plain HTTP request gets what Go's
+        servers answer (400, "Client sent an HTTP request to an HTTPS server.")."""
+        await self._readable(client, self.limits.header_timeout)
+        first = client.recv(1, socket.MSG_PEEK)
+        if first == b"\x16":  # a TLS handshake record
+            return True
+        if first.isalpha():  # the method of a request in plain HTTP
+            with contextlib.suppress(OSError):
+                client.recv(self.limits.max_header_bytes)  # read, so closing sends no RST
+                client.send(PLAIN_HTTP_TO_TLS)
+                client.shutdown(socket.SHUT_WR)
+        return False
+
     async def _start_connection(self, client: socket.socket) -> None:
         """Streams over an accepted socket; the TLS handshake first, within its deadline."""
         try:
+            if self.tls is not None and not await self._is_tls(client):
+                client.close()
+                return
             reader = asyncio.StreamReader(limit=self.limits.max_header_bytes)
             protocol = asyncio.StreamReaderProtocol(reader)
             transport, _ = await self.loop.connect_accepted_socket(
@@ -204,11 +298,13 @@ class HTTPServer:
                 ssl=self.tls.listening if self.tls else None,
                 ssl_handshake_timeout=self.limits.header_timeout if self.tls else None,
             )
-        except (OSError, ssl.SSLError, asyncio.TimeoutError):
-            client.close()  # a failed or stalled handshake
+        except (OSError, ssl.SSLError, asyncio.TimeoutError, asyncio.CancelledError):
+            client.close()  # a failed or stalled handshake, or evicted to make room
             return
         finally:
-            self.pending -= 1
+            task = asyncio.current_task()
+            if task is not None:
+                self._handshaking.pop(task, None)
         writer = asyncio.StreamWriter(transport, protocol, reader, self.loop)
         await self._handle(reader, writer)
 
@@ -357,9 +453,10 @@ class HTTPServer:
             await writer.drain()
             if not head:
                 view = memoryview(body)
-                for start in range(0, len(view), _CHUNK):
+                size = _TLS_CHUNK if self.tls else _CHUNK
+                for start in range(0, len(view), size):
                     # a view into the shared rendering: no copy per client
-                    chunk = h11.Data(data=view[start : start + _CHUNK])  # type: ignore[arg-type]
+                    chunk = h11.Data(data=view[start : start + size])  # type: ignore[arg-type]
                     writer.writelines(h.send_with_data_passthrough(chunk) or [])
                     await writer.drain()
                     conn.progress = time.monotonic()

@@ -155,12 +155,18 @@ def _no_pass_phrase() -> bytes:
     raise _EncryptedKey()
 
 
+MAX_PEM_BYTES = 1024 * 1024  # a certificate chain or a key; a bigger file is refused
+
+
 def _readable(path: str, what: str) -> None:
+    """A regular file under ``MAX_PEM_BYTES`` (OpenSSL would parse a 1 GB key for 20 s)."""
     try:
-        with open(path, "rb"):
-            pass
-    except OSError as exc:
-        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+        read_text(path, MAX_PEM_BYTES)
+    except TextProblem as exc:
+        problem = str(exc)
+        if problem.startswith("cannot read: "):
+            raise ConfigError(f"cannot read {what} {path}: {problem[13:]}") from None
+        raise ConfigError(f"{what} {path} {problem}") from None
 
 
 @dataclass(frozen=True)
@@ -302,12 +308,16 @@ def load_web_config(path: str) -> WebConfig:
 class TLSReloader:
     """Serves the newest certificate: new handshakes see files replaced on disk.
 
-    The listening context's SNI callback, called on every handshake, swaps in a context
-    built from the current files when their size, inode or time changed (checked at most
-    once a second). A file that cannot be used keeps the previous context, logged once.
+    The listening context's SNI callback, called on every handshake, only hands out the
+    current context: it never builds one. When the files' size, inode or time changed
+    (looked at most once a second), a context is built from them in a thread of its own,
+    and swapped in when it works. A failed build keeps the previous context, is logged
+    once, and is tried again after a back-off that doubles up to ``MAX_BACKOFF``.
     """
 
     CHECK_EVERY = 1.0
+    FIRST_BACKOFF = 5.0
+    MAX_BACKOFF = 300.0
 
     def __init__(self, config: TLSServerConfig, log: Any) -> None:
         self.config = config
@@ -317,9 +327,13 @@ class TLSReloader:
         self._stamp = self._stat()
         self._checked = time.monotonic()
         self._last_error: str | None = None
+        self._building = False
+        self._retry_at = 0.0
+        self._backoff = self.FIRST_BACKOFF
         self.listening = config.context()
         self.listening.sni_callback = self._on_handshake
         self.reloads = 0
+        self.attempts = 0  # contexts built (or tried) after the first
 
     def _stat(self) -> tuple[tuple[int, int, int], ...]:
         out = []
@@ -334,21 +348,49 @@ class TLSReloader:
     def current(self) -> ssl.SSLContext:
         now = time.monotonic()
         with self._lock:
-            if now - self._checked >= self.CHECK_EVERY:
+            if (
+                not self._building
+                and now - self._checked >= self.CHECK_EVERY
+                and now >= self._retry_at
+            ):
                 self._checked = now
                 stamp = self._stat()
                 if stamp != self._stamp:
-                    try:
-                        self._current = self.config.context()
-                        self._stamp = stamp
-                        self._last_error = None
-                        self.reloads += 1
-                        self.log.info("TLS certificate files changed: reloaded")
-                    except ConfigError as exc:
-                        if str(exc) != self._last_error:
-                            self._last_error = str(exc)
-                            self.log.error("TLS reload failed, keeping the previous: %s", exc)
+                    self._building = True
+                    self.attempts += 1
+                    threading.Thread(
+                        target=self._rebuild, args=(stamp,), name="tls-reload", daemon=True
+                    ).start()
             return self._current
+
+    def _rebuild(self, stamp: tuple[tuple[int, int, int], ...]) -> None:
+        """In its own thread: the new context, or the old one kept and a back-off."""
+        try:
+            context = self.config.context()
+        except ConfigError as exc:
+            with self._lock:
+                self._building = False
+                self._retry_at = time.monotonic() + self._backoff
+                self._backoff = min(self._backoff * 2, self.MAX_BACKOFF)
+                repeated = str(exc) == self._last_error
+                self._last_error = str(exc)
+            if not repeated:
+                self.log.error("TLS reload failed, keeping the previous: %s", exc)
+            return
+        with self._lock:
+            self._current = context
+            self._stamp = stamp
+            self._building = False
+            self._last_error = None
+            self._backoff = self.FIRST_BACKOFF
+            self.reloads += 1
+        self.log.info("TLS certificate files changed: reloaded")
+
+    def retry_now(self) -> None:
+        """End a back-off: the next handshake looks at the files again."""
+        with self._lock:
+            self._retry_at = 0.0
+            self._checked = 0.0
 
     def _on_handshake(
         self, sock: ssl.SSLObject | ssl.SSLSocket, _name: str | None, _ctx: Any
