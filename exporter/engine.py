@@ -167,6 +167,7 @@ class EngineClient:
         self._in_flight: Any = None  # the connection of the request being made
         self._in_flight_lock = threading.Lock()
         self._info_refused = ""  # the last /info refusal, logged once
+        self._tracked: list[Any] = []  # adapters and pools whose methods we wrapped
 
     def _session(self) -> Any:
         if self._api is None:
@@ -214,9 +215,11 @@ class EngineClient:
 
                 pool._get_conn = tracked_get_conn
                 pool._exporter_tracked = True
+                client._tracked.append(pool)
             return pool
 
         adapter.get_connection_with_tls_context = tracked_pool
+        self._tracked.append(adapter)
 
     def _cut(self, fired: threading.Event) -> None:
         with self._in_flight_lock:
@@ -227,12 +230,20 @@ class EngineClient:
                 sock.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
+        """Close the connections, and undo the wrapping: its closures refer back to their
+        adapter and pool, cycles that only a full GC would free (with their sockets)."""
         if self._api is not None:
             try:
                 self._api.close()
             finally:
                 self._api = None
                 self._engine = None
+                tracked, self._tracked = self._tracked, []
+                for obj in tracked:
+                    for name in ("get_connection_with_tls_context", "_get_conn"):
+                        obj.__dict__.pop(name, None)
+                with self._in_flight_lock:
+                    self._in_flight = None
 
     def _get(
         self,

@@ -67,7 +67,11 @@ class Fleet:
         self.scheduler = scheduler
         self.env = env
         self.clock = clock
-        self._lock = threading.Lock()  # one reload at a time; the mapping is swapped whole
+        # one reload at a time (held while files are read and targets built: seconds)
+        self._reload_lock = threading.Lock()
+        # starting and stopping targets, and swapping the mapping whole (held briefly: a
+        # scrape of a cold target and the idle stop take it, never the reload lock)
+        self._lock = threading.Lock()
         self._targets: Mapping[str, Target] = MappingProxyType({})
         self._sources: Mapping[str, str] = MappingProxyType({})
         self._watched: tuple[Path, ...] = ()
@@ -109,12 +113,12 @@ class Fleet:
 
     def load(self) -> None:
         """The first load: a problem raises ConfigError (the CLI exits 2)."""
-        with self._lock:
+        with self._reload_lock:
             self._apply(self._load())
 
     def reload(self, why: str) -> bool:
         """Re-read everything; on a problem keep the running targets and log one line."""
-        with self._lock:
+        with self._reload_lock:
             try:
                 loaded = self._load()
             except ConfigError as exc:
@@ -135,7 +139,8 @@ class Fleet:
         old = dict(self._targets)
         new: dict[str, Target] = {}
         added, changed, removed = [], [], []
-        for config in loaded.targets:
+        replaced: list[tuple[Target, Target]] = []  # (running, its successor)
+        for config in loaded.targets:  # built outside the lock: scrapes go on meanwhile
             current = old.pop(config.name, None)
             if current is not None and current.config == config:
                 new[config.name] = current
@@ -143,20 +148,24 @@ class Fleet:
             target = self._build(config)
             if current is not None:
                 changed.append(config.name)
-                collecting = current.collecting
-                current.stop(self.scheduler)
-                if collecting or not self.config.collect_on_scrape:
-                    target.start(self.scheduler)
+                replaced.append((current, target))
             else:
                 added.append(config.name)
-                if not self.config.collect_on_scrape:
-                    target.start(self.scheduler)
             new[config.name] = target
-        for name, target in old.items():
-            removed.append(name)
-            target.stop(self.scheduler)
-        self._targets = MappingProxyType(new)
-        self._sources = MappingProxyType(dict(loaded.sources))
+        removed = list(old)
+        with self._lock:
+            for current, target in replaced:
+                collecting = current.collecting
+                current.stop(self.scheduler, publish=False)  # served no more: not rendered
+                if collecting or not self.config.collect_on_scrape:
+                    target.start(self.scheduler)
+            if not self.config.collect_on_scrape:
+                for name in added:
+                    new[name].start(self.scheduler)
+            for target in old.values():
+                target.stop(self.scheduler, publish=False)
+            self._targets = MappingProxyType(new)
+            self._sources = MappingProxyType(dict(loaded.sources))
         self._watched = loaded.watched
         self._signature = _signature(loaded.watched)
         self.reload_ok = True
@@ -191,12 +200,15 @@ class Fleet:
             if target.collecting and now - target.last_scraped > IDLE_INTERVALS * max(
                 target.interval, target.scrape_gap
             ):
-                log.info("%s: not scraped for a while, collection stops", target.name)
-                target.stop(self.scheduler)
+                with self._lock:  # not while a scrape starts it
+                    if not target.collecting:
+                        continue
+                    log.info("%s: not scraped for a while, collection stops", target.name)
+                    target.stop(self.scheduler)
 
     def shutdown(self) -> None:
         for target in self._targets.values():
-            target.stop(self.scheduler)
+            target.stop(self.scheduler, publish=False)
 
     # --- serving -------------------------------------------------------------------------
 

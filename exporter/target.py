@@ -60,9 +60,16 @@ class Target:
         self.scrape_gap = 0.0  # between the last two scrapes
 
     def _published(self) -> None:
+        if not self.collecting:
+            self.close_clients()  # a run that was in flight when the target stopped
         self.exposition.refresh()
         if self.on_publish is not None:
             self.on_publish()
+
+    def close_clients(self) -> None:
+        """Close every job's engine connections (a later start opens them again)."""
+        for job in self.jobs:
+            job.client.close()
 
     @property
     def name(self) -> str:
@@ -83,13 +90,17 @@ class Target:
             scheduler.add(self.job_id(runner), runner)
         self.collecting = True
 
-    def stop(self, scheduler: Scheduler) -> None:
-        """Unschedule the jobs and drop the data, which would only grow stale."""
+    def stop(self, scheduler: Scheduler, publish: bool = True) -> None:
+        """Unschedule the jobs, close their engine connections and drop the data, which
+        would only grow stale. ``publish=False``: nobody will be served it again (a target
+        a reload removed or replaced), so it is not rendered again either."""
         for runner in self.runners:
             scheduler.remove(self.job_id(runner))
         self.collecting = False
         self.state.drop()
-        self._published()
+        self.close_clients()
+        if publish:
+            self._published()
 
     def scraped(self, now: float) -> None:
         if self.last_scraped:
