@@ -112,7 +112,10 @@ class Limits:
     # bcrypt checks of credentials no cache knows: their own threads and their own budget,
     # so strangers guessing passwords never take the scrapes' workers or --web.max-requests
     auth_workers: int = 1
-    max_auth_checks: int = 8  # waiting or running; beyond, 429 at once
+    max_auth_checks: int = 8  # waiting or running; beyond, 429
+    # wrong credentials are answered after this pause (on the loop: it costs no thread), so
+    # a client guessing passwords cannot make the exporter spin on 401s and 429s
+    auth_failure_delay: float = 1.0
 
 
 def connection_limit(wanted: int, reserve: int = 64) -> int:
@@ -506,6 +509,7 @@ class HTTPServer:
         if not isinstance(verdict, bool):
             if self.auth_in_flight >= self.limits.max_auth_checks:
                 self.auth_refused += 1
+                await asyncio.sleep(self.limits.auth_failure_delay)
                 return (
                     "429 Too Many Requests",
                     [(b"Content-Type", b"text/plain; charset=utf-8"), (b"Retry-After", b"1")],
@@ -518,6 +522,8 @@ class HTTPServer:
                 self.auth_in_flight -= 1
         if verdict:
             return None
+        if given:  # credentials, and wrong: a browser's first request without any is not
+            await asyncio.sleep(self.limits.auth_failure_delay)
         return (
             "401 Unauthorized",
             [
