@@ -8,7 +8,7 @@ but spilled each unread 6 MB answer into a temporary file (1,007 open files) and
 took up to 7.2 s. None of them can also serve TLS with exporter-toolkit's options.
 
 Here one event-loop thread does all socket I/O, so a slow or idle client costs a socket
-and a few kilobytes, never a thread:
+and a few kilobytes (some 70 KB over TLS, OpenSSL's buffers mostly), never a thread:
 
 - the request head must arrive within ``header_timeout`` of its first byte, and is at most
   ``max_header_bytes`` (request line included; the request line alone at most
@@ -60,11 +60,11 @@ PLAIN_HTTP_TO_TLS = (
 
 # asyncio's TLS layer reads into a 256 KiB buffer per connection (its SSLProtocol.max_size):
 # 1,000 clients that hold a TLS connection open would cost 250 MB for buffers alone. A TLS
-# record is at most 16 KiB, so 32 KiB reads lose nothing.
-TLS_READ_BUFFER = 32 * 1024
+# record carries at most 16 KiB, so 16 KiB reads lose nothing.
+TLS_READ_BUFFER = 16 * 1024
 # An answer goes out in chunks of this size as the client reads it. Over TLS each chunk is
 # encrypted into a copy of its own, so a smaller one keeps a client that never reads cheap.
-_TLS_CHUNK = 32 * 1024
+_TLS_CHUNK = 16 * 1024
 
 
 class _SmallBufferSSLProtocol(asyncio.sslproto.SSLProtocol):
@@ -91,9 +91,11 @@ class _EventLoop(asyncio.SelectorEventLoop):
         ssl_protocol = _SmallBufferSSLProtocol(
             self, protocol, sslcontext, waiter, server_side, server_hostname, **timeouts
         )
-        asyncio.selector_events._SelectorSocketTransport(  # type: ignore[attr-defined]
+        raw = asyncio.selector_events._SelectorSocketTransport(  # type: ignore[attr-defined]
             self, rawsock, ssl_protocol, extra=extra, server=server
         )
+        # the encrypted bytes a client has not read yet: 16 KiB, not asyncio's 64 KiB
+        raw.set_write_buffer_limits(high=TLS_READ_BUFFER)
         return ssl_protocol._app_transport
 
 
@@ -314,7 +316,8 @@ class HTTPServer:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = _Connection(writer)
         self.connections[conn] = None
-        writer.transport.set_write_buffer_limits(high=64 * 1024)
+        # over TLS the socket's own transport buffers the encrypted copy as well
+        writer.transport.set_write_buffer_limits(high=16 * 1024 if self.tls else 64 * 1024)
         h = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes)
         clean = False
         try:

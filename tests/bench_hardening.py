@@ -112,7 +112,7 @@ def bench_tls(work: Path) -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             answer = requests.get(url, verify=str(pki.ca), timeout=30)
-            if b"docker_up 1" in answer.content:
+            if b"docker_up 1.0" in answer.content:
                 break
             time.sleep(0.5)
         size = len(answer.content)
