@@ -34,6 +34,7 @@ TOOLS = {
     "newuidmap": "uidmap",
     "systemd-analyze": "systemd",
     "npm": "npm",
+    "haproxy": "haproxy",  # tests/integration/test_socket_proxy.py (issue 20)
 }
 OTHER_PACKAGES = ("busybox-static", "ca-certificates")
 
