@@ -157,9 +157,13 @@ class EngineClient:
         config: EngineConfig,
         timeout: float,
         max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
+        identity_timeout: float | None = None,
     ) -> None:
         self.config = config
         self.timeout = timeout
+        # /version and /info: small answers, asked with the short (inventory) timeout even
+        # by the df client, whose own timeout is minutes
+        self.identity_timeout = identity_timeout or timeout
         self.max_answer_bytes = max_answer_bytes
         self._api: Any = None
         self._engine: EngineInfo | None = None
@@ -350,10 +354,10 @@ class EngineClient:
         VERSION_TTL: /version and /info are read together, on connect and hourly."""
         now = time.monotonic()
         if self._engine is None or now - self._engine_read_at > VERSION_TTL:
-            version = parse_version(self._get(VERSION, None, self.timeout))
+            version = parse_version(self._get(VERSION, None, self.identity_timeout))
             self._engine = version  # /info below is asked in the engine's API version
             try:
-                data_root, driver = parse_info(self._get(INFO, None, self.timeout))
+                data_root, driver = parse_info(self._get(INFO, None, self.identity_timeout))
             except EngineError as exc:
                 if not isinstance(exc.__cause__, requests.exceptions.HTTPError):
                     raise

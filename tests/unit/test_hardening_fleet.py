@@ -33,9 +33,11 @@ def engine() -> Iterator[FakeEngine]:
 
 
 @pytest.fixture
-def no_gc() -> Iterator[None]:
-    """The exporter raises the GC thresholds: a full collection is rare. Here, none."""
+def no_gc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The exporter raises the GC thresholds: a full collection is rare. Here, none (not
+    even the one a reload asks for): the sockets must be closed, not collected."""
     gc.collect()
+    monkeypatch.setattr("exporter.fleet.gc.collect", lambda: 0)
     gc.disable()
     try:
         yield
