@@ -20,7 +20,7 @@ import pytest
 import requests
 
 from exporter.server import HTTPServer, Limits
-from exporter.webconfig import BasicAuth, bcrypt_cost
+from exporter.webconfig import BasicAuth
 from tests.support.wait import wait_until
 
 
@@ -50,6 +50,10 @@ def served() -> Iterator[Callable[..., HTTPServer]]:
         server.shutdown()
 
 
+def bcrypt_cost(hashed: bytes) -> int:
+    return int(hashed.split(b"$")[2])  # $2b$12$...
+
+
 def hashed(password: bytes, cost: int) -> bytes:
     return bcrypt.hashpw(password, bcrypt.gensalt(rounds=cost))
 
@@ -73,7 +77,6 @@ def test_an_unknown_user_costs_what_a_configured_one_does(costs):
     users = {f"u{i}": hashed(b"pw", cost) for i, cost in enumerate(costs)}
     auth = BasicAuth(users)
     common = max(costs, key=lambda c: (costs.count(c), c))
-    assert auth.dummy_cost == common
     assert bcrypt_cost(auth._dummy) == common
 
 
@@ -89,9 +92,7 @@ def test_a_repeated_wrong_password_is_checked_once():
 def test_wrong_passwords_never_take_the_scrapes_budget(served):
     # --web.max-requests 1: before issue 20, one bcrypt check in the pool was enough to
     # answer the real scrape 503
-    server = served(
-        {"prometheus": hashed(b"secret", 10)}, Limits(max_requests=1, max_auth_checks=4)
-    )
+    server = served({"prometheus": hashed(b"secret", 10)}, Limits(max_requests=1))
     url = f"http://127.0.0.1:{server.port}/metrics"
     assert requests.get(url, auth=("prometheus", "secret"), timeout=10).status_code == 200
     stop = threading.Event()

@@ -22,10 +22,11 @@ import pytest
 import requests
 
 from exporter.server import HTTPServer, Limits
-from exporter.webconfig import MAX_PEM_BYTES, TLSReloader, TLSServerConfig
+from exporter.webconfig import TLSReloader, TLSServerConfig
 from tests.support.certs import PKI, make_pki
 from tests.support.wait import wait_until
 
+MAX_PEM_BYTES = 1024 * 1024  # exporter.webconfig.MAX_PEM_BYTES, stated
 GO_ANSWER = b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"
 
 
