@@ -267,8 +267,10 @@ class Gate:
       one run at a time: a hanging engine holds one worker, not one per job. Its other
       jobs wait until the inventory succeeds. (A proven target runs its jobs side by
       side: a slow df never delays the inventory.)
-    - Unproven targets share at most ``workers - 1`` workers (all of them when there is
-      only one): at least one worker always stays for targets that answer.
+    - Unproven targets that have tried (failing or hanging ones) share at most
+      ``workers - 1`` workers (all of them when there is only one): at least one worker
+      always stays for targets that answer. A target's first run is not held back, so a
+      fleet starts at full speed.
     A run the gate refuses is tried again ``RETRY`` seconds later (no engine request is
     made meanwhile), so a target's df waits for its inventory, not for a whole interval.
     """
@@ -281,22 +283,25 @@ class Gate:
         self._busy: set[str] = set()
         self._unproven_running = 0
 
-    def enter(self, target: str, unproven: bool) -> bool:
+    def enter(self, target: str, unproven: bool, failed: bool) -> bool:
+        """May the run start? ``failed``: the target's inventory ran and did not succeed."""
         if not unproven:
             return True
         with self._lock:
-            if target in self._busy or self._unproven_running >= self.unproven_slots:
+            if target in self._busy:
+                return False
+            if failed and self._unproven_running >= self.unproven_slots:
                 return False
             self._busy.add(target)
-            self._unproven_running += 1
+            self._unproven_running += failed
             return True
 
-    def leave(self, target: str, unproven: bool) -> None:
+    def leave(self, target: str, unproven: bool, failed: bool) -> None:
         if not unproven:
             return
         with self._lock:
             self._busy.discard(target)
-            self._unproven_running -= 1
+            self._unproven_running -= failed
 
 
 def _target_of(job_id: str) -> str:
@@ -374,8 +379,9 @@ class Scheduler:
             inventory = self._runners.get(_inventory_of(job_id))
         # a runner without an inventory job of its own (a test's single job) leads itself
         leader = inventory if inventory is not None else runner
-        unproven = not leader.job.slot.result.status.success
-        if (unproven and runner is not leader) or not self.gate.enter(target, unproven):
+        status = leader.job.slot.result.status
+        unproven, failed = not status.success, status.attempted and not status.success
+        if (unproven and runner is not leader) or not self.gate.enter(target, unproven, failed):
             later = datetime.now(timezone.utc) + timedelta(seconds=Gate.RETRY)
             with contextlib.suppress(JobLookupError):  # removed meanwhile
                 self._scheduler.modify_job(job_id, next_run_time=later)
@@ -383,7 +389,7 @@ class Scheduler:
         try:
             runner()
         finally:
-            self.gate.leave(target, unproven)
+            self.gate.leave(target, unproven, failed)
 
     def remove(self, job_id: str) -> None:
         with self._lock:

@@ -86,9 +86,9 @@ class Target:
 
     def start(self, scheduler: Scheduler) -> None:
         """Schedule every job, the first runs at once."""
+        self.collecting = True  # first: a run that ends at once must not close its client
         for runner in self.runners:
             scheduler.add(self.job_id(runner), runner)
-        self.collecting = True
 
     def stop(self, scheduler: Scheduler, publish: bool = True) -> None:
         """Unschedule the jobs, close their engine connections and drop the data, which
