@@ -15,9 +15,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from exporter import jobs
 from exporter.cli import parse_config
 from exporter.config import EngineConfig, TargetConfig
-from exporter.jobs import Gate, Scheduler, build_jobs
+from exporter.jobs import Scheduler, build_jobs
 from exporter.state import State
 from exporter.target import Target
 from tests.support.fake_engine import FakeEngine, synthetic_engine
@@ -72,7 +73,7 @@ def test_hanging_engines_leave_a_worker_to_one_that_answers(engines):
 
 
 def test_failing_targets_share_all_workers_but_one():
-    gate = Gate(4)
+    gate = jobs.Gate(4)
     assert [gate.enter(f"f{i}", unproven=True, failed=True) for i in range(4)] == [
         True, True, True, False,
     ]  # fmt: skip
@@ -82,7 +83,7 @@ def test_failing_targets_share_all_workers_but_one():
     assert gate.enter("good", unproven=False, failed=False)  # a proven target's jobs: side by side
     gate.leave("f0", unproven=True, failed=True)
     assert gate.enter("f3", unproven=True, failed=True)
-    assert Gate(1).enter("only", unproven=True, failed=True)  # one worker: it is theirs too
+    assert jobs.Gate(1).enter("only", unproven=True, failed=True)  # one worker: it is theirs too
 
 
 def test_the_df_job_asks_the_engine_identity_with_the_short_timeout():
