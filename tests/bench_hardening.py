@@ -1,6 +1,6 @@
 """Benchmark: the figures of issue 20 (hardening, second round), measured on the exporter.
 
-Run: .venv/bin/python -m tests.bench_hardening [tls] [fleet] [auth]
+Run: .venv/bin/python -m tests.bench_hardening [tls] [fleet] [auth] [workers]
 
 - tls: 2,000 silent TCP connections to the TLS listener (connection limit 1,000): the
   exporter's RSS before, at its peak and 10 s after they close; its open files at the peak;
@@ -11,6 +11,8 @@ Run: .venv/bin/python -m tests.bench_hardening [tls] [fleet] [auth]
 - auth: 20 clients sending wrong passwords for 10 s: the authenticated scrape's median
   against its idle median, and the count of 503s; then the interleaved medians of a known
   user with a wrong password and an unknown user (cost 12 hashes).
+- workers: 100 targets, 20 hanging, 10 refusing, 10 answering garbage, default workers: the
+  oldest good target's data, and how soon the hanging group is back once it answers.
 
 Figures are printed, never asserted (the machine may be loaded); the tests assert bounds.
 """
@@ -37,7 +39,7 @@ from exporter.webconfig import BasicAuth
 from tests.support.certs import make_pki
 from tests.support.env import clean_env
 from tests.support.fake_engine import bulk_engine, synthetic_engine
-from tests.support.process import ExporterProcess
+from tests.support.process import ExporterProcess, free_port
 
 OFFLINE = ("--docker.host", "tcp://127.0.0.1:9", "--collect.disk-usage-interval", "0")
 
@@ -273,7 +275,68 @@ def bench_auth(work: Path) -> None:
         exp.stop()
 
 
-BENCHES = {"tls": bench_tls, "fleet": bench_fleet, "auth": bench_auth}
+def bench_workers(work: Path) -> None:
+    """100 targets with the default workers and intervals: 60 good, 20 hanging, 10 refusing,
+    10 answering garbage; the oldest good data over 90 s, then the hanging group recovers."""
+    good = [synthetic_engine() for _ in range(6)]
+    hanging = synthetic_engine()
+    hanging.delays["/version"] = 3600.0  # until released
+    garbage = synthetic_engine()
+    garbage.set("/version", b"<html>not an engine</html>")
+    refused = f"tcp://127.0.0.1:{free_port()}"
+    hosts = (
+        [("good", good[i % 6].url) for i in range(60)]
+        + [("hang", hanging.url)] * 20
+        + [("refused", refused)] * 10
+        + [("garbage", garbage.url)] * 10
+    )
+    lines = ["targets:"]
+    for i, (kind, url) in enumerate(hosts):
+        lines += [f"  - name: {kind}{i}", f"    host: {url}"]
+    path = work / "fleet.yml"
+    path.write_text("\n".join(lines) + "\n")
+    exp = ExporterProcess(("--config.file", str(path)), work / "workers.log", env=clean_env())
+
+    def last_success() -> dict[str, float]:
+        body = requests.get(exp.url + "/metrics", timeout=30).text
+        found = {}
+        for line in body.splitlines():
+            if line.startswith("docker_exporter_target_last_success_timestamp_seconds{"):
+                found[line.split('target="')[1].split('"')[0]] = float(line.rsplit(" ", 1)[1])
+        return found
+
+    try:
+        wait_listening(exp.port)
+        started = time.monotonic()
+        oldest = 0.0
+        while time.monotonic() - started < 90:
+            time.sleep(3)
+            last = last_success()
+            goods = [last.get(f"good{i}") for i in range(60)]
+            if time.monotonic() - started > 20 and all(goods):
+                oldest = max(oldest, max(time.time() - t for t in goods if t))
+        missing = sum(1 for i in range(60) if f"good{i}" not in last)
+        print(
+            f"workers: 100 targets (20 hanging, 10 refusing, 10 garbage), default workers:"
+            f" oldest good data {oldest:.1f} s (interval 15 s), {missing} good never collected"
+        )
+        hanging.release.set()  # the hanging group recovers
+        recovered_at = time.monotonic()
+        while time.monotonic() - recovered_at < 60:
+            last = last_success()
+            if all(
+                f"hang{i}" in last and last[f"hang{i}"] > time.time() - 60 for i in range(60, 80)
+            ):
+                break
+            time.sleep(1)
+        print(f"workers: the hanging group back in {time.monotonic() - recovered_at:.1f} s")
+    finally:
+        exp.stop()
+        for engine in (*good, hanging, garbage):
+            engine.close()
+
+
+BENCHES = {"tls": bench_tls, "fleet": bench_fleet, "auth": bench_auth, "workers": bench_workers}
 
 
 def main(names: list[str]) -> None:
