@@ -159,7 +159,10 @@ def watch_fleet(fleet: Fleet, config: Config, scheduler: Scheduler) -> Callable[
         while True:
             hup.wait()
             hup.clear()
-            fleet.reload("SIGHUP")
+            try:
+                fleet.reload("SIGHUP")
+            except Exception:  # never the end of reloading: the next SIGHUP must work
+                log.exception("reload (SIGHUP) failed")
 
     threading.Thread(target=reloader, name="reload", daemon=True).start()
     if config.watch_interval > 0:

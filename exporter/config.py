@@ -488,30 +488,34 @@ def parse_resources(value: str | Sequence[str], what: str = RESOURCES.name) -> t
 
 def parse_host(host: str, source: str, tls: bool) -> str:
     """Validate a DOCKER_HOST-style address and return it in canonical form."""
-    parts = urlsplit(host)
+    shown = host if len(host) <= 120 else host[:117] + "..."
+    try:
+        parts = urlsplit(host)
+    except ValueError as exc:  # such as an unbalanced [ in the host
+        raise ConfigError(f"{source} '{shown}' is not a valid address: {exc}") from None
     if parts.scheme in ("unix", "tcp"):
         if parts.query or parts.fragment or "?" in host or "#" in host:
-            raise ConfigError(f"{source} '{host}' has a query or fragment, which would be dropped")
+            raise ConfigError(f"{source} '{shown}' has a query or fragment, which would be dropped")
         if "@" in parts.netloc:
             raise ConfigError(
-                f"{source} '{host}' carries user info, which would be dropped"
+                f"{source} '{shown}' carries user info, which would be dropped"
                 " (the Engine API takes no credentials in its address)"
             )
     if parts.scheme == "unix":
         path = parts.netloc + parts.path
         if not path.startswith("/"):
-            raise ConfigError(f"{source} '{host}' needs an absolute socket path, as unix:///path")
+            raise ConfigError(f"{source} '{shown}' needs an absolute socket path, as unix:///path")
         return f"unix://{path}"
     if parts.scheme == "tcp":
         try:
             port = parts.port
         except ValueError:
-            raise ConfigError(f"{source} '{host}' has an invalid port") from None
+            raise ConfigError(f"{source} '{shown}' has an invalid port") from None
         if not parts.hostname or parts.path not in ("", "/"):
-            raise ConfigError(f"{source} '{host}' is not tcp://HOST:PORT")
+            raise ConfigError(f"{source} '{shown}' is not tcp://HOST:PORT")
         hostname = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
         return f"tcp://{hostname}:{port or (2376 if tls else 2375)}"
-    raise ConfigError(f"{source} '{host}' is not a unix:// or tcp:// address")
+    raise ConfigError(f"{source} '{shown}' is not a unix:// or tcp:// address")
 
 
 class _EncryptedKey(Exception):

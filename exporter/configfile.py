@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .config import (
     FLAG_KEYS,
     ConfigError,
@@ -29,6 +27,7 @@ from .config import (
     settings_from,
     tls_warning,
 )
+from .configtext import ECHO_CHARS, TextProblem, cut, parse_yaml, read_text, shorten
 from .discovery import NAME_RE, Found, docker_contexts, docker_machines, watched_files
 from .registry_credentials import Credentials
 
@@ -70,7 +69,8 @@ class _Where:
 
     def prefix(self, exc: ConfigError) -> ConfigError:
         """An error from a shared parser whose message already names the field."""
-        return ConfigError(": ".join(p for p in (self.path, self.scope, str(exc)) if p))
+        problem = shorten(str(exc), 4 * ECHO_CHARS)  # a value it echoes may be huge
+        return ConfigError(": ".join(p for p in (self.path, self.scope, problem) if p))
 
 
 def _mapping(value: object, where: _Where, field: str | None, what: str) -> Mapping[str, Any]:
@@ -80,14 +80,19 @@ def _mapping(value: object, where: _Where, field: str | None, what: str) -> Mapp
         raise where.error(field, f"must be a mapping of {what}")
     for key in value:
         if not isinstance(key, str):
-            raise where.error(field, f"key {key!r} is not a string")
+            raise where.error(field, f"key {cut(key)} is not a string")
     return value
+
+
+def _yaml_type(value: object) -> str:
+    names = {bool: "boolean", int: "number", float: "number", type(None): "null", dict: "mapping"}
+    return names.get(type(value), type(value).__name__)
 
 
 def _known(values: Mapping[str, Any], known: tuple[str, ...], where: _Where, prefix: str) -> None:
     for key in values:
         if key not in known:
-            raise where.error(f"{prefix}{key}", f"unknown key (known: {', '.join(known)})")
+            raise where.error(f"{prefix}{shorten(key)}", f"unknown key (known: {', '.join(known)})")
 
 
 def _settings(values: Mapping[str, Any], where: _Where, base: TargetSettings) -> TargetSettings:
@@ -102,6 +107,17 @@ def _settings(values: Mapping[str, Any], where: _Where, base: TargetSettings) ->
             or (isinstance(value, list) and all(isinstance(v, str) for v in value))
         ):
             raise where.error(key, "must be a list of strings")
+    for key, value in given.items():
+        if (
+            isinstance(value, (dict, list))
+            and key
+            not in (
+                "container_labels",
+                "disk_usage_resources",
+            )
+            and not key.endswith(("_interval", "_timeout"))
+        ):
+            raise where.error(key, f"must be a single value, not a {_yaml_type(value)}")
     for key in SETTING_KEYS:
         if key.endswith(("_interval", "_timeout")) and key in given:
             value = given[key]
@@ -157,13 +173,16 @@ def _engine(raw: Mapping[str, Any], where: _Where) -> tuple[EngineConfig, tuple[
 
 def _discovered(found: Found, settings: TargetSettings) -> tuple[TargetConfig | None, str | None]:
     """A discovered engine as a target, or None and the reason it is left out."""
-    where = f"{found.source} {found.name!r}"
+    where = f"{found.source} {cut(found.name)}"
     try:
         host = parse_host(found.host, "", found.tls).strip()
     except ConfigError as exc:
         return None, f"{where}: skipped: {str(exc).strip()}"
     if not found.tls or host.startswith("unix://"):
         return TargetConfig(found.name, EngineConfig(host), settings), None
+    if (found.cert is None) != (found.key is None):
+        present, missing = ("cert.pem", "key.pem") if found.key is None else ("key.pem", "cert.pem")
+        return None, f"{where}: skipped: it has a {present} but no {missing}"
     ca = found.ca if found.verify else None
     try:
         check_tls_files(ca, found.cert, found.key)
@@ -187,20 +206,9 @@ def load(path: str, base: TargetSettings, env: Mapping[str, str]) -> Loaded:
     """Read and validate the file, then run its discovery sources; ConfigError on a problem."""
     top = _Where(path)
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as exc:
-        raise top.error(None, f"cannot read: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise top.error(None, "is not UTF-8 text") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        line = f"line {mark.line + 1}: " if mark is not None else ""
-        raise top.error(None, f"{line}not valid YAML: {exc.problem}") from None
-    except yaml.YAMLError as exc:
-        raise top.error(None, f"not valid YAML: {exc}") from None
+        data = parse_yaml(read_text(path))
+    except TextProblem as exc:
+        raise top.error(None, str(exc)) from None
     doc = _mapping(data, top, None, "defaults, targets and discover")
     _known(doc, TOP_KEYS, top, "")
 
@@ -221,9 +229,11 @@ def load(path: str, base: TargetSettings, env: Mapping[str, str]) -> Loaded:
         name = raw.get("name")
         if name is None:
             raise at.error("name", "is required")
-        if not isinstance(name, str) or not NAME_RE.match(name):
-            raise at.error("name", f"{name!r} does not match [A-Za-z0-9_.-]+")
-        where = top.within(f"target {name!r}")
+        if not isinstance(name, str):
+            raise at.error("name", f"YAML read {cut(name)} as a {_yaml_type(name)}: quote it")
+        if not NAME_RE.fullmatch(name):
+            raise at.error("name", f"{cut(name)} does not match [A-Za-z0-9_.-]+")
+        where = top.within(f"target {cut(name)}")
         if name in sources:
             raise where.error("name", "is used by an earlier target too")
         _known(raw, TARGET_KEYS, where, "")
@@ -249,7 +259,12 @@ def load(path: str, base: TargetSettings, env: Mapping[str, str]) -> Loaded:
         Path(env.get("MACHINE_STORAGE_PATH") or home / ".docker" / "machine"),
     )
     found: list[Found] = []
-    for source, args in ((docker_contexts, config_dir), (docker_machines, store)):
+    for key, source, args in (
+        ("docker_contexts", docker_contexts, config_dir),
+        ("docker_machine", docker_machines, store),
+    ):
+        if args is not None and not args.is_dir():
+            notes.append(f"discover.{key}: {shorten(str(args))} is not a directory: nothing found")
         if args is not None:
             more, skipped = source(args)
             found.extend(more)
@@ -259,7 +274,7 @@ def load(path: str, base: TargetSettings, env: Mapping[str, str]) -> Loaded:
             if sources[entry.name] == "file":
                 continue  # an explicit target of the same name wins
             notes.append(
-                f"{entry.source} {entry.name!r}: skipped: a {sources[entry.name]} has that name"
+                f"{entry.source} {cut(entry.name)}: skipped: a {sources[entry.name]} has that name"
             )
             continue
         target, note = _discovered(entry, defaults)

@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+from .configtext import MAX_DISCOVERY_FILE_BYTES, TextProblem, cut, read_text, shorten
+
+NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")  # always with fullmatch
 MACHINE_PORT = 2376
 
 
@@ -46,8 +48,8 @@ def context_digest(name: str) -> str:
 
 
 def _json(path: Path) -> Any:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    """A discovery file's JSON: a regular file under the cap; TextProblem or ValueError."""
+    return json.loads(read_text(path, MAX_DISCOVERY_FILE_BYTES))
 
 
 def _existing(path: Path) -> str | None:
@@ -65,20 +67,24 @@ def docker_contexts(config_dir: Path) -> tuple[list[Found], list[str]]:
             name = meta["Name"]
             endpoint = meta["Endpoints"]["docker"]
             host = endpoint["Host"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            notes.append(f"{where}: skipped: unreadable meta.json ({type(exc).__name__}: {exc})")
+        except TextProblem as exc:
+            notes.append(f"{where}: skipped: meta.json {exc}")
+            continue
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
+            problem = f"{type(exc).__name__}: {shorten(str(exc))}"
+            notes.append(f"{where}: skipped: unreadable meta.json ({problem})")
             continue
         if not isinstance(name, str) or not isinstance(host, str):
             notes.append(f"{where}: skipped: meta.json has no Name or Endpoints.docker.Host")
             continue
-        where = f"docker context {name!r}"
+        where = f"docker context {cut(name)}"
         if host.startswith("ssh://"):
             notes.append(
-                f"{where}: skipped: {host} is an ssh:// host; the exporter reaches engines"
+                f"{where}: skipped: {shorten(host)} is an ssh:// host; the exporter reaches engines"
                 " over tcp:// or unix:// only"
             )
             continue
-        if not NAME_RE.match(name):
+        if not NAME_RE.fullmatch(name):
             notes.append(f"{where}: skipped: the name is not a valid target name [A-Za-z0-9_.-]+")
             continue
         tls_dir = config_dir / "contexts" / "tls" / meta_path.parent.name / "docker"
@@ -106,13 +112,17 @@ def docker_machines(store: Path) -> tuple[list[Found], list[str]]:
     for config_path in sorted((store / "machines").glob("*/config.json")):
         machine_dir = config_path.parent
         name = machine_dir.name
-        where = f"docker-machine {name!r}"
+        where = f"docker-machine {cut(name)}"
         try:
             driver = _json(config_path)["Driver"]
             address = driver.get("IPAddress")
             url = driver.get("URL")
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            notes.append(f"{where}: skipped: unreadable config.json ({type(exc).__name__}: {exc})")
+        except TextProblem as exc:
+            notes.append(f"{where}: skipped: config.json {exc}")
+            continue
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+            problem = f"{type(exc).__name__}: {shorten(str(exc))}"
+            notes.append(f"{where}: skipped: unreadable config.json ({problem})")
             continue
         if isinstance(url, str) and url.startswith("tcp://"):
             host = url
@@ -121,7 +131,7 @@ def docker_machines(store: Path) -> tuple[list[Found], list[str]]:
         else:
             notes.append(f"{where}: skipped: config.json has no Driver.IPAddress (not created?)")
             continue
-        if not NAME_RE.match(name):
+        if not NAME_RE.fullmatch(name):
             notes.append(f"{where}: skipped: the name is not a valid target name [A-Za-z0-9_.-]+")
             continue
         found.append(

@@ -184,9 +184,13 @@ class EngineClient:
         config: EngineConfig,
         timeout: float,
         max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
+        identity_timeout: float | None = None,
     ) -> None:
         self.config = config
         self.timeout = timeout
+        # /version and /info: small answers, asked with the short (inventory) timeout even
+        # by the df client, whose own timeout is minutes
+        self.identity_timeout = identity_timeout or timeout
         self.max_answer_bytes = max_answer_bytes
         self._api: Any = None
         self._engine: EngineInfo | None = None
@@ -194,6 +198,7 @@ class EngineClient:
         self._in_flight: Any = None  # the connection of the request being made
         self._in_flight_lock = threading.Lock()
         self._info_refused = ""  # the last /info refusal, logged once
+        self._tracked: list[Any] = []  # adapters and pools whose methods we wrapped
 
     def _session(self) -> Any:
         if self._api is None:
@@ -241,9 +246,11 @@ class EngineClient:
 
                 pool._get_conn = tracked_get_conn
                 pool._exporter_tracked = True
+                client._tracked.append(pool)
             return pool
 
         adapter.get_connection_with_tls_context = tracked_pool
+        self._tracked.append(adapter)
 
     def _cut(self, fired: threading.Event) -> None:
         with self._in_flight_lock:
@@ -254,12 +261,20 @@ class EngineClient:
                 sock.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
+        """Close the connections, and undo the wrapping: its closures refer back to their
+        adapter and pool, cycles that only a full GC would free (with their sockets)."""
         if self._api is not None:
             try:
                 self._api.close()
             finally:
                 self._api = None
                 self._engine = None
+                tracked, self._tracked = self._tracked, []
+                for obj in tracked:
+                    for name in ("get_connection_with_tls_context", "_get_conn"):
+                        obj.__dict__.pop(name, None)
+                with self._in_flight_lock:
+                    self._in_flight = None
 
     def _get(
         self,
@@ -381,11 +396,11 @@ class EngineClient:
         VERSION_TTL: /version and /info are read together, on connect and hourly."""
         now = time.monotonic()
         if self._engine is None or now - self._engine_read_at > VERSION_TTL:
-            version = parse_version(self._get(VERSION, None, self.timeout))
+            version = parse_version(self._get(VERSION, None, self.identity_timeout))
             self._engine = version  # /info below is asked in the engine's API version
             manager = False
             try:
-                info: Any = self._get(INFO, None, self.timeout)
+                info: Any = self._get(INFO, None, self.identity_timeout)
                 data_root, driver = parse_info(info)
                 manager = swarm_manager(info)
             except EngineError as exc:

@@ -349,7 +349,8 @@ def build_jobs(
     schedules = settings.schedules
 
     def client(schedule: JobSchedule) -> EngineClient:
-        return EngineClient(engine, schedule.timeout, settings.max_answer_bytes)
+        short = min(schedule.timeout, schedules.inventory.timeout)
+        return EngineClient(engine, schedule.timeout, settings.max_answer_bytes, short)
 
     jobs: list[Job[Any]] = [
         InventoryJob(
@@ -394,16 +395,73 @@ def build_jobs(
     return jobs
 
 
+class Gate:
+    """What one engine may hold of the worker pool, so a hanging one starves no other.
+
+    A target is *proven* while its inventory job's last run succeeded.
+    - An unproven target (just started, failing, or hanging) runs its inventory job only,
+      one run at a time: a hanging engine holds one worker, not one per job. Its other
+      jobs wait until the inventory succeeds. (A proven target runs its jobs side by
+      side: a slow df never delays the inventory.)
+    - Unproven targets that have tried (failing or hanging ones) share at most
+      ``workers - 1`` workers (all of them when there is only one): at least one worker
+      always stays for targets that answer. A target's first run is not held back, so a
+      fleet starts at full speed.
+    A run the gate refuses is tried again ``RETRY`` seconds later (no engine request is
+    made meanwhile), so a target's df waits for its inventory, not for a whole interval.
+    """
+
+    RETRY = 1.0
+
+    def __init__(self, workers: int) -> None:
+        self.unproven_slots = max(1, workers - 1)
+        self._lock = threading.Lock()
+        self._busy: set[str] = set()
+        self._unproven_running = 0
+
+    def enter(self, target: str, unproven: bool, failed: bool) -> bool:
+        """May the run start? ``failed``: the target's inventory ran and did not succeed."""
+        if not unproven:
+            return True
+        with self._lock:
+            if target in self._busy:
+                return False
+            if failed and self._unproven_running >= self.unproven_slots:
+                return False
+            self._busy.add(target)
+            self._unproven_running += failed
+            return True
+
+    def leave(self, target: str, unproven: bool, failed: bool) -> None:
+        if not unproven:
+            return
+        with self._lock:
+            self._busy.discard(target)
+            self._unproven_running -= failed
+
+
+def _target_of(job_id: str) -> str:
+    """``<target>/<job>#<serial>`` -> ``<target>#<serial>``: one Target object."""
+    return job_id.partition("/")[0] + "#" + job_id.rpartition("#")[2]
+
+
+def _inventory_of(job_id: str) -> str:
+    """The id of the inventory job of the same Target object."""
+    return job_id.partition("/")[0] + "/inventory#" + job_id.rpartition("#")[2]
+
+
 class Scheduler:
     """One APScheduler with a bounded worker pool for the jobs of every target.
 
     Each runner is an interval job with its own id; its first run is at once. A run that
     falls due while the previous run is still going, or still waits for a free worker,
-    is skipped, counted on the job's slot and logged once per job.
+    is skipped, counted on the job's slot and logged once per job. The ``Gate`` decides,
+    as a run starts, whether the target may take a worker now.
     """
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
+        self.gate = Gate(workers)
         self._scheduler = BackgroundScheduler(
             executors={
                 "default": ThreadPoolExecutor(max_workers=workers),
@@ -441,8 +499,9 @@ class Scheduler:
             self._skip_logged.discard(job_id)
         first = datetime.now(timezone.utc) + timedelta(seconds=delay)
         self._scheduler.add_job(
-            runner,
+            self._run,
             "interval",
+            args=(job_id, runner),
             seconds=runner.job.schedule.interval,
             id=job_id,
             name=job_id,
@@ -454,6 +513,24 @@ class Scheduler:
         """Run the job now (an event changed what it collects); its interval restarts."""
         with contextlib.suppress(JobLookupError):  # removed meanwhile
             self._scheduler.modify_job(job_id, next_run_time=datetime.now(timezone.utc))
+
+    def _run(self, job_id: str, runner: Runner[Any]) -> None:
+        target = _target_of(job_id)
+        with self._lock:
+            inventory = self._runners.get(_inventory_of(job_id))
+        # a runner without an inventory job of its own (a test's single job) leads itself
+        leader = inventory if inventory is not None else runner
+        status = leader.job.slot.result.status
+        unproven, failed = not status.success, status.attempted and not status.success
+        if (unproven and runner is not leader) or not self.gate.enter(target, unproven, failed):
+            later = datetime.now(timezone.utc) + timedelta(seconds=Gate.RETRY)
+            with contextlib.suppress(JobLookupError):  # removed meanwhile
+                self._scheduler.modify_job(job_id, next_run_time=later)
+            return
+        try:
+            runner()
+        finally:
+            self.gate.leave(target, unproven, failed)
 
     def remove(self, job_id: str) -> None:
         with self._lock:

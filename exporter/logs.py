@@ -4,6 +4,8 @@
     {"ts": "2026-11-28T02:40:14.123Z", "level": "info", "source": "exporter.jobs", "msg": "..."}
 
 Either way a message is one line: a newline in it (from an engine's answer, say) is escaped.
+Python warnings (urllib3's ``InsecureRequestWarning``, say) come out as log lines of the
+same format from ``py.warnings``, each cause once, instead of raw lines on stderr.
 """
 
 from __future__ import annotations
@@ -11,7 +13,10 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 import time
+import warnings
+from typing import Any, TextIO
 
 LEVELS = {
     "debug": logging.DEBUG,
@@ -54,6 +59,38 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(_fields(record), ensure_ascii=False)
 
 
+_WARNINGS_SEEN_MAX = 1000  # causes remembered; beyond, the oldest half is forgotten
+_warnings_seen: dict[tuple[type[Warning], str], None] = {}
+_warnings_lock = threading.Lock()
+
+
+def _log_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """``warnings.showwarning``: one log line per cause (category and text)."""
+    text = str(message)
+    with _warnings_lock:
+        key = (category, text)
+        if key in _warnings_seen:
+            return
+        if len(_warnings_seen) >= _WARNINGS_SEEN_MAX:
+            for old in list(_warnings_seen)[: _WARNINGS_SEEN_MAX // 2]:
+                del _warnings_seen[old]
+        _warnings_seen[key] = None
+    logging.getLogger("py.warnings").warning("%s: %s", category.__name__, text)
+
+
+def route_warnings() -> None:
+    """Python warnings through logging, once per cause."""
+    handler: Any = _log_warning
+    warnings.showwarning = handler
+
+
 def setup_logging(level: str, fmt: str = "logfmt") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JSONFormatter() if fmt == "json" else LogfmtFormatter())
@@ -64,3 +101,4 @@ def setup_logging(level: str, fmt: str = "logfmt") -> None:
     logging.getLogger("apscheduler").setLevel(logging.DEBUG if level == "debug" else logging.ERROR)
     # asyncio's own complaints (a client that vanished mid-handshake) are not ours to repeat
     logging.getLogger("asyncio").setLevel(logging.DEBUG if level == "debug" else logging.CRITICAL)
+    route_warnings()

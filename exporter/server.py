@@ -8,15 +8,18 @@ but spilled each unread 6 MB answer into a temporary file (1,007 open files) and
 took up to 7.2 s. None of them can also serve TLS with exporter-toolkit's options.
 
 Here one event-loop thread does all socket I/O, so a slow or idle client costs a socket
-and a few kilobytes, never a thread:
+and a few kilobytes (some 70 KB over TLS, OpenSSL's buffers mostly), never a thread:
 
 - the request head must arrive within ``header_timeout`` of its first byte, and is at most
   ``max_header_bytes`` (request line included; the request line alone at most
   ``max_request_line``); an idle keep-alive connection is closed after ``idle_timeout``;
 - an answer is written in chunks as the client reads it, within ``write_timeout``; the
   rendered exposition is shared, never copied per client;
-- the WSGI app and bcrypt run in a pool of ``workers`` threads; at most ``max_requests``
-  requests are in there at once (503 beyond, as promhttp does; 0 is unlimited);
+- the WSGI app runs in a pool of ``workers`` threads; at most ``max_requests`` requests are
+  in there at once (503 beyond, as promhttp does; 0 is unlimited);
+- basic auth answers from its caches of checked credentials on the loop; a bcrypt check
+  runs in its own ``auth_workers`` threads, at most ``max_auth_checks`` at once (429
+  beyond), so wrong passwords never take the scrapes' workers or budget;
 - at ``max_connections`` (kept below the open-file limit) the connection that has made no
   progress for longest is closed to admit the new one, so /metrics stays reachable;
 - the listen backlog is ``backlog`` (the kernel caps it at net.core.somaxconn).
@@ -25,6 +28,8 @@ and a few kilobytes, never a thread:
 from __future__ import annotations
 
 import asyncio
+import asyncio.selector_events
+import asyncio.sslproto
 import contextlib
 import logging
 import socket
@@ -47,6 +52,51 @@ log = logging.getLogger(__name__)
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 UNAUTHENTICATED_PATHS = frozenset({"/-/healthy"})  # liveness only: tells nothing
 _CHUNK = 256 * 1024
+# what Go's net/http answers a plain HTTP request on a TLS port, byte for byte
+PLAIN_HTTP_TO_TLS = (
+    b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"
+)
+
+
+# asyncio's TLS layer reads into a 256 KiB buffer per connection (its SSLProtocol.max_size):
+# 1,000 clients that hold a TLS connection open would cost 250 MB for buffers alone. A TLS
+# record carries at most 16 KiB, so 16 KiB reads lose nothing.
+TLS_READ_BUFFER = 16 * 1024
+# An answer goes out in chunks of this size as the client reads it. Over TLS each chunk is
+# encrypted into a copy of its own, so a smaller one keeps a client that never reads cheap.
+_TLS_CHUNK = 16 * 1024
+
+
+class _SmallBufferSSLProtocol(asyncio.sslproto.SSLProtocol):
+    max_size = TLS_READ_BUFFER
+
+
+class _EventLoop(asyncio.SelectorEventLoop):
+    """The selector loop, its TLS connections with ``TLS_READ_BUFFER`` read buffers."""
+
+    def _make_ssl_transport(
+        self,
+        rawsock: socket.socket,
+        protocol: asyncio.BaseProtocol,
+        sslcontext: ssl.SSLContext,
+        waiter: asyncio.Future[Any],
+        *,
+        server_side: bool = False,
+        server_hostname: str | None = None,
+        extra: dict[str, Any] | None = None,
+        server: Any = None,
+        **timeouts: Any,
+    ) -> asyncio.Transport:
+        # asyncio's own body of this method (3.9 to 3.13), with the smaller-buffer protocol
+        ssl_protocol = _SmallBufferSSLProtocol(
+            self, protocol, sslcontext, waiter, server_side, server_hostname, **timeouts
+        )
+        raw = asyncio.selector_events._SelectorSocketTransport(  # type: ignore[attr-defined]
+            self, rawsock, ssl_protocol, extra=extra, server=server
+        )
+        # the encrypted bytes a client has not read yet: 16 KiB, not asyncio's 64 KiB
+        raw.set_write_buffer_limits(high=TLS_READ_BUFFER)
+        return ssl_protocol._app_transport
 
 
 @dataclass(frozen=True)
@@ -61,6 +111,13 @@ class Limits:
     max_request_line: int = 8 * 1024
     max_body_bytes: int = 64 * 1024
     backlog: int = 1024
+    # bcrypt checks of credentials no cache knows: their own threads and their own budget,
+    # so strangers guessing passwords never take the scrapes' workers or --web.max-requests
+    auth_workers: int = 1
+    max_auth_checks: int = 8  # waiting or running; beyond, 429
+    # wrong credentials are answered after this pause (on the loop: it costs no thread), so
+    # a client guessing passwords cannot make the exporter spin on 401s and 429s
+    auth_failure_delay: float = 1.0
 
 
 def connection_limit(wanted: int, reserve: int = 64) -> int:
@@ -112,6 +169,9 @@ class HTTPServer:
         self.auth = auth
         self.extra_headers = [(k.encode(), v.encode()) for k, v in headers]
         self.pool = ThreadPoolExecutor(limits.workers, thread_name_prefix="http")
+        self.auth_pool = ThreadPoolExecutor(limits.auth_workers, thread_name_prefix="auth")
+        self.auth_in_flight = 0
+        self.auth_refused = 0  # 429s: the bcrypt budget was spent
         self.connections: dict[_Connection, None] = {}
         self.in_flight = 0
         self.evicted = 0
@@ -125,8 +185,9 @@ class HTTPServer:
         self.sock.bind((host or "0.0.0.0", port))  # OSError when taken: the caller says so
         self.sock.listen(limits.backlog)
         self.port = self.sock.getsockname()[1]
-        self.loop = asyncio.new_event_loop()
-        self.pending = 0  # accepted, handshake not done yet
+        self.loop = _EventLoop()
+        # accepted, TLS handshake not done yet: the task, and when it was accepted
+        self._handshaking: dict[asyncio.Task[None], float] = {}
         self._accept_error_logged = False
         self.thread = threading.Thread(target=self._run, name="http-loop", daemon=True)
 
@@ -143,6 +204,7 @@ class HTTPServer:
     def shutdown(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.pool.shutdown(wait=False)
+        self.auth_pool.shutdown(wait=False)
 
     # --- connections ----------------------------------------------------------------------
     async def _accept_loop(self) -> None:
@@ -158,33 +220,81 @@ class HTTPServer:
                 await asyncio.sleep(0.5)
                 continue
             self._accept_error_logged = False
-            self.pending += 1
-            self.loop.create_task(self._start_connection(client))
+            task = self.loop.create_task(self._start_connection(client))
+            self._handshaking[task] = time.monotonic()
             # An accept that succeeds at once does not yield: let the new connection start,
             # and evicted ones really close, before the next accept.
             await asyncio.sleep(0)
 
+    @property
+    def pending(self) -> int:
+        """Connections accepted whose TLS handshake (or first byte) is still awaited."""
+        return len(self._handshaking)
+
     def _make_room(self) -> None:
+        """At the limit, close the connection that has made no progress for longest: an
+        idle one, or one whose handshake has not come (those count against the limit)."""
         limit = self.limits.max_connections
         if len(self.connections) + self.pending < limit:
-            if self._limit_logged and len(self.connections) < limit * 0.9:
+            if self._limit_logged and len(self.connections) + self.pending < limit * 0.9:
                 self._limit_logged = False
             return
         if not self._limit_logged:
             self._limit_logged = True
             log.warning("%d connections open, the limit: closing the ones idle the longest", limit)
         idle = [c for c in self.connections if not c.busy]
-        if idle:
-            self._drop(min(idle, key=lambda c: c.progress))
+        oldest_idle = min(idle, key=lambda c: c.progress) if idle else None
+        oldest_handshake = min(self._handshaking.items(), key=lambda kv: kv[1], default=None)
+        if oldest_handshake is not None and (
+            oldest_idle is None or oldest_handshake[1] <= oldest_idle.progress
+        ):
+            task = oldest_handshake[0]
+            del self._handshaking[task]
+            task.cancel()  # its socket is closed as the cancellation lands
+            self.evicted += 1
+        elif oldest_idle is not None:
+            self._drop(oldest_idle)
             self.evicted += 1
 
     def _drop(self, conn: _Connection) -> None:
         self.connections.pop(conn, None)
         conn.writer.transport.abort()
 
+    async def _readable(self, client: socket.socket, timeout: float) -> None:
+        """Wait until the socket has data (or EOF); TimeoutError after ``timeout``."""
+        ready: asyncio.Future[None] = self.loop.create_future()
+        fd = client.fileno()
+
+        def wake() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        self.loop.add_reader(fd, wake)
+        try:
+            await asyncio.wait_for(ready, timeout)
+        finally:
+            self.loop.remove_reader(fd)
+
+    async def _is_tls(self, client: socket.socket) -> bool:
+        """Whether the client starts a TLS handshake; a plain HTTP request gets what Go's
+        servers answer (400, "Client sent an HTTP request to an HTTPS server.")."""
+        await self._readable(client, self.limits.header_timeout)
+        first = client.recv(1, socket.MSG_PEEK)
+        if first == b"\x16":  # a TLS handshake record
+            return True
+        if first.isalpha():  # the method of a request in plain HTTP
+            with contextlib.suppress(OSError):
+                client.recv(self.limits.max_header_bytes)  # read, so closing sends no RST
+                client.send(PLAIN_HTTP_TO_TLS)
+                client.shutdown(socket.SHUT_WR)
+        return False
+
     async def _start_connection(self, client: socket.socket) -> None:
         """Streams over an accepted socket; the TLS handshake first, within its deadline."""
         try:
+            if self.tls is not None and not await self._is_tls(client):
+                client.close()
+                return
             reader = asyncio.StreamReader(limit=self.limits.max_header_bytes)
             protocol = asyncio.StreamReaderProtocol(reader)
             transport, _ = await self.loop.connect_accepted_socket(
@@ -193,18 +303,21 @@ class HTTPServer:
                 ssl=self.tls.listening if self.tls else None,
                 ssl_handshake_timeout=self.limits.header_timeout if self.tls else None,
             )
-        except (OSError, ssl.SSLError, asyncio.TimeoutError):
-            client.close()  # a failed or stalled handshake
+        except (OSError, ssl.SSLError, asyncio.TimeoutError, asyncio.CancelledError):
+            client.close()  # a failed or stalled handshake, or evicted to make room
             return
         finally:
-            self.pending -= 1
+            task = asyncio.current_task()
+            if task is not None:
+                self._handshaking.pop(task, None)
         writer = asyncio.StreamWriter(transport, protocol, reader, self.loop)
         await self._handle(reader, writer)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = _Connection(writer)
         self.connections[conn] = None
-        writer.transport.set_write_buffer_limits(high=64 * 1024)
+        # over TLS the socket's own transport buffers the encrypted copy as well
+        writer.transport.set_write_buffer_limits(high=16 * 1024 if self.tls else 64 * 1024)
         h = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes)
         clean = False
         try:
@@ -316,7 +429,10 @@ class HTTPServer:
         status: str
         headers: list[tuple[bytes, bytes]]
         body: bytes
-        if max_requests and self.in_flight >= max_requests:
+        denied = await self._authenticate(request)
+        if denied is not None:
+            status, headers, body = denied
+        elif max_requests and self.in_flight >= max_requests:
             status = "503 Service Unavailable"
             headers = [(b"Content-Type", b"text/plain")]
             body = b"Too many concurrent requests (--web.max-requests)\n"
@@ -343,9 +459,10 @@ class HTTPServer:
             await writer.drain()
             if not head:
                 view = memoryview(body)
-                for start in range(0, len(view), _CHUNK):
+                size = _TLS_CHUNK if self.tls else _CHUNK
+                for start in range(0, len(view), size):
                     # a view into the shared rendering: no copy per client
-                    chunk = h11.Data(data=view[start : start + _CHUNK])  # type: ignore[arg-type]
+                    chunk = h11.Data(data=view[start : start + size])  # type: ignore[arg-type]
                     writer.writelines(h.send_with_data_passthrough(chunk) or [])
                     await writer.drain()
                     conn.progress = time.monotonic()
@@ -376,21 +493,51 @@ class HTTPServer:
             environ[key] = f"{environ[key]},{text}" if key in environ else text
         return environ
 
+    async def _authenticate(
+        self, request: h11.Request
+    ) -> tuple[str, list[tuple[bytes, bytes]], bytes] | None:
+        """None when the request may go on, else the answer (401, or 429 over budget).
+
+        The caches answer on the loop; a bcrypt check runs in the auth pool, at most
+        ``max_auth_checks`` at once, never in the scrapes' pool nor their budget.
+        """
+        if self.auth is None:
+            return None
+        path = unquote(request.target.decode("latin-1").partition("?")[0], "latin-1")
+        if path in UNAUTHENTICATED_PATHS:
+            return None
+        # as the WSGI environ joins them: two Authorization headers are never valid
+        given = [v.decode("latin-1") for k, v in request.headers if k == b"authorization"]
+        verdict = self.auth.precheck(",".join(given) if given else None)
+        if not isinstance(verdict, bool):
+            if self.auth_in_flight >= self.limits.max_auth_checks:
+                self.auth_refused += 1
+                await asyncio.sleep(self.limits.auth_failure_delay)
+                return (
+                    "429 Too Many Requests",
+                    [(b"Content-Type", b"text/plain; charset=utf-8"), (b"Retry-After", b"1")],
+                    b"Too many authentication attempts at once\n",
+                )
+            self.auth_in_flight += 1
+            try:
+                verdict = await self.loop.run_in_executor(self.auth_pool, self.auth.verify, verdict)
+            finally:
+                self.auth_in_flight -= 1
+        if verdict:
+            return None
+        if given:  # credentials, and wrong: a browser's first request without any is not
+            await asyncio.sleep(self.limits.auth_failure_delay)
+        return (
+            "401 Unauthorized",
+            [
+                (b"Content-Type", b"text/plain; charset=utf-8"),
+                (b"WWW-Authenticate", b'Basic realm="docker-inventory-exporter"'),
+            ],
+            b"Unauthorized\n",
+        )
+
     def _call(self, environ: dict[str, Any]) -> tuple[str, list[tuple[bytes, bytes]], bytes]:
-        """In a pool thread: basic auth (bcrypt), then the app."""
-        if (
-            self.auth is not None
-            and environ["PATH_INFO"] not in UNAUTHENTICATED_PATHS
-            and not self.auth.check(environ.get("HTTP_AUTHORIZATION"))
-        ):
-            return (
-                "401 Unauthorized",
-                [
-                    (b"Content-Type", b"text/plain; charset=utf-8"),
-                    (b"WWW-Authenticate", b'Basic realm="docker-inventory-exporter"'),
-                ],
-                b"Unauthorized\n",
-            )
+        """In a pool thread: the app (authentication was done before)."""
         out: dict[str, Any] = {}
 
         def start_response(status: str, headers: list[tuple[str, str]], *_: Any) -> None:

@@ -71,6 +71,8 @@ class Target:
         self._created: frozenset[str] = frozenset()  # its containers never started
 
     def _published(self) -> None:
+        if not self.collecting:
+            self.close_clients()  # a run that was in flight when the target stopped
         self.exposition.refresh()
         if self.on_publish is not None:
             self.on_publish()
@@ -109,6 +111,11 @@ class Target:
             self._scheduler.run_soon(self.job_id(runner))
         return True
 
+    def close_clients(self) -> None:
+        """Close every job's engine connections (a later start opens them again)."""
+        for job in self.jobs:
+            job.client.close()
+
     @property
     def name(self) -> str:
         return self.config.name
@@ -126,6 +133,7 @@ class Target:
         """Subscribe to the events and schedule every job, the first runs at once (the
         inventory's after the subscription: nothing falls between the two)."""
         self._scheduler = scheduler
+        self.collecting = True  # first: a run that ends at once must not close its client
         if self.config.settings.events:
             self.events = EventStream(
                 self.config.engine,
@@ -146,10 +154,11 @@ class Target:
             self.state.events = EventsSnapshot()  # stream_up 0 until it subscribes
         for runner in self.runners:
             scheduler.add(self.job_id(runner), runner, runner.job.start_delay)
-        self.collecting = True
 
-    def stop(self, scheduler: Scheduler) -> None:
-        """Unschedule the jobs and drop the data, which would only grow stale."""
+    def stop(self, scheduler: Scheduler, publish: bool = True) -> None:
+        """Unschedule the jobs, close their engine connections and drop the data, which
+        would only grow stale. ``publish=False``: nobody will be served it again (a target
+        a reload removed or replaced), so it is not rendered again either."""
         for runner in self.runners:
             scheduler.remove(self.job_id(runner))
         if self.events is not None:
@@ -157,7 +166,9 @@ class Target:
             self.events = None
         self.collecting = False
         self.state.drop()
-        self._published()
+        self.close_clients()
+        if publish:
+            self._published()
 
     def scraped(self, now: float) -> None:
         if self.last_scraped:

@@ -9,6 +9,7 @@ host, so one rules file serves a fleet of differently sized hosts.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -105,7 +106,7 @@ def parse_bytes(text: str, what: str) -> float:
     """'50GiB', '40GB', '1.5TiB' or plain bytes; ValueError with a one-line message."""
     match = _BYTES_RE.match(text.strip())
     if not match:
-        raise ValueError(f"{what} '{text}' is not a size like 50GiB, 40GB or 1073741824")
+        raise ValueError(f"{what} '{text[:40]}' is not a size like 50GiB, 40GB or 1073741824")
     return float(match.group(1)) * float(_BYTE_UNITS[(match.group(2) or "b").lower()])
 
 
@@ -121,7 +122,9 @@ def parse_threshold(threshold: Threshold, text: str, what: str = "") -> float:
     try:
         value = float(text)
     except ValueError:
-        raise ValueError(f"{what} '{text}' is not a number") from None
+        raise ValueError(f"{what} '{text[:40]}' is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{what} '{text}' is not a finite number")
     if threshold.kind == "share" and not 0 < value <= 1:
         raise ValueError(f"{what} '{text}' is not a share between 0 (excluded) and 1")
     if threshold.kind == "count" and (value < 0 or value != int(value)):

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import bcrypt
-import yaml
 
 from .config import ConfigError
+from .configtext import ECHO_CHARS, TextProblem, parse_yaml, read_text, shorten
 
 # Go's crypto/tls names of the TLS 1.2 suites, and OpenSSL's. TLS 1.3 suites are fixed in Go
 # and cannot be chosen in Python's ssl either, so cipher_suites applies to TLS 1.2 in both.
@@ -86,7 +86,7 @@ TLS_KEYS = {
 }
 # keys of exporter-toolkit that this exporter does not implement: refused, never ignored
 TLS_KEYS_UNSUPPORTED = {"cert", "key", "client_ca", "curve_preferences", "client_allowed_sans"}
-AUTH_CACHE_SIZE = 256
+AUTH_CACHE_SIZE = 1024  # checked credentials remembered, successes and failures each
 
 
 @dataclass(frozen=True)
@@ -155,12 +155,18 @@ def _no_pass_phrase() -> bytes:
     raise _EncryptedKey()
 
 
+MAX_PEM_BYTES = 1024 * 1024  # a certificate chain or a key; a bigger file is refused
+
+
 def _readable(path: str, what: str) -> None:
+    """A regular file under ``MAX_PEM_BYTES`` (OpenSSL would parse a 1 GB key for 20 s)."""
     try:
-        with open(path, "rb"):
-            pass
-    except OSError as exc:
-        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+        read_text(path, MAX_PEM_BYTES)
+    except TextProblem as exc:
+        problem = str(exc)
+        if problem.startswith("cannot read: "):
+            raise ConfigError(f"cannot read {what} {path}: {problem[13:]}") from None
+        raise ConfigError(f"{what} {path} {problem}") from None
 
 
 @dataclass(frozen=True)
@@ -185,13 +191,22 @@ def _unknown(section: Mapping[str, Any], known: set[str], where: str) -> None:
 
 
 def parse_web_config(text: str, path: str = "--web.config.file") -> WebConfig:
-    """The web config's YAML text to a WebConfig; ConfigError naming the first problem."""
+    """The web config's YAML text to a WebConfig; ConfigError naming the file and the
+    first problem."""
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path} is not valid YAML{where}") from None
+        return _parse_web_config(text, path)
+    except ConfigError as exc:
+        message = str(exc)
+        if message.startswith(path):
+            raise
+        raise ConfigError(f"{path}: {shorten(message, 4 * ECHO_CHARS)}") from None
+
+
+def _parse_web_config(text: str, path: str) -> WebConfig:
+    try:
+        data = parse_yaml(text)
+    except TextProblem as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     top = _mapping(data, path)
     _unknown(top, {"tls_server_config", "basic_auth_users", "http_server_config"}, path)
     return WebConfig(
@@ -284,23 +299,25 @@ def _headers(raw: dict[str, Any]) -> tuple[tuple[str, str], ...]:
 
 def load_web_config(path: str) -> WebConfig:
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise ConfigError(f"cannot read --web.config.file {path}: {reason or exc}") from None
+        text = read_text(path)
+    except TextProblem as exc:
+        raise ConfigError(f"--web.config.file {path}: {exc}") from None
     return parse_web_config(text, path)
 
 
 class TLSReloader:
     """Serves the newest certificate: new handshakes see files replaced on disk.
 
-    The listening context's SNI callback, called on every handshake, swaps in a context
-    built from the current files when their size, inode or time changed (checked at most
-    once a second). A file that cannot be used keeps the previous context, logged once.
+    The listening context's SNI callback, called on every handshake, only hands out the
+    current context: it never builds one. When the files' size, inode or time changed
+    (looked at most once a second), a context is built from them in a thread of its own,
+    and swapped in when it works. A failed build keeps the previous context, is logged
+    once, and is tried again after a back-off that doubles up to ``MAX_BACKOFF``.
     """
 
     CHECK_EVERY = 1.0
+    FIRST_BACKOFF = 5.0
+    MAX_BACKOFF = 300.0
 
     def __init__(self, config: TLSServerConfig, log: Any) -> None:
         self.config = config
@@ -310,9 +327,13 @@ class TLSReloader:
         self._stamp = self._stat()
         self._checked = time.monotonic()
         self._last_error: str | None = None
+        self._building = False
+        self._retry_at = 0.0
+        self._backoff = self.FIRST_BACKOFF
         self.listening = config.context()
         self.listening.sni_callback = self._on_handshake
         self.reloads = 0
+        self.attempts = 0  # contexts built (or tried) after the first
 
     def _stat(self) -> tuple[tuple[int, int, int], ...]:
         out = []
@@ -327,21 +348,49 @@ class TLSReloader:
     def current(self) -> ssl.SSLContext:
         now = time.monotonic()
         with self._lock:
-            if now - self._checked >= self.CHECK_EVERY:
+            if (
+                not self._building
+                and now - self._checked >= self.CHECK_EVERY
+                and now >= self._retry_at
+            ):
                 self._checked = now
                 stamp = self._stat()
                 if stamp != self._stamp:
-                    try:
-                        self._current = self.config.context()
-                        self._stamp = stamp
-                        self._last_error = None
-                        self.reloads += 1
-                        self.log.info("TLS certificate files changed: reloaded")
-                    except ConfigError as exc:
-                        if str(exc) != self._last_error:
-                            self._last_error = str(exc)
-                            self.log.error("TLS reload failed, keeping the previous: %s", exc)
+                    self._building = True
+                    self.attempts += 1
+                    threading.Thread(
+                        target=self._rebuild, args=(stamp,), name="tls-reload", daemon=True
+                    ).start()
             return self._current
+
+    def _rebuild(self, stamp: tuple[tuple[int, int, int], ...]) -> None:
+        """In its own thread: the new context, or the old one kept and a back-off."""
+        try:
+            context = self.config.context()
+        except ConfigError as exc:
+            with self._lock:
+                self._building = False
+                self._retry_at = time.monotonic() + self._backoff
+                self._backoff = min(self._backoff * 2, self.MAX_BACKOFF)
+                repeated = str(exc) == self._last_error
+                self._last_error = str(exc)
+            if not repeated:
+                self.log.error("TLS reload failed, keeping the previous: %s", exc)
+            return
+        with self._lock:
+            self._current = context
+            self._stamp = stamp
+            self._building = False
+            self._last_error = None
+            self._backoff = self.FIRST_BACKOFF
+            self.reloads += 1
+        self.log.info("TLS certificate files changed: reloaded")
+
+    def retry_now(self) -> None:
+        """End a back-off: the next handshake looks at the files again."""
+        with self._lock:
+            self._retry_at = 0.0
+            self._checked = 0.0
 
     def _on_handshake(
         self, sock: ssl.SSLObject | ssl.SSLSocket, _name: str | None, _ctx: Any
@@ -349,24 +398,54 @@ class TLSReloader:
         sock.context = self.current()
 
 
-class BasicAuth:
-    """bcrypt basic auth with a cache of successful checks.
+BCRYPT_MAX_PASSWORD = 72  # bytes; bcrypt 5 raises beyond, and exporter-toolkit refuses them
 
-    bcrypt costs tens of milliseconds on purpose; a scrape every 15 s must not pay that. A
-    successful (user, password) is remembered as an HMAC under a key made at start, so the
-    cache holds no password and a lookup reveals nothing about stored entries. An unknown
-    user costs a bcrypt check too, so timing does not tell which users exist.
+
+def bcrypt_cost(hashed: bytes) -> int:
+    """The cost (log2 of the rounds) of a ``$2b$12$...`` hash."""
+    return int(hashed.split(b"$")[2])
+
+
+@dataclass(frozen=True)
+class PendingCheck:
+    """Credentials that neither cache knows: they need a bcrypt check (``BasicAuth.verify``)."""
+
+    user: str
+    password: bytes
+    tag: bytes
+
+
+class BasicAuth:
+    """bcrypt basic auth with caches of checked credentials.
+
+    bcrypt costs tens of milliseconds on purpose; a scrape every 15 s must not pay that, and
+    strangers repeating a wrong password must not make the exporter pay it again and again.
+    A checked (user, password) is remembered as an HMAC under a key made at start, so the
+    caches hold no password and a lookup reveals nothing about stored entries: successes
+    in one cache, failures in another, each bounded. ``precheck`` answers from the caches
+    (cheap: it runs on the event loop); only what it cannot answer goes to ``verify``, which
+    the server runs in its own small pool under its own budget, apart from the scrapes.
+
+    An unknown user costs a bcrypt check of the same cost as the configured hashes, so
+    timing does not tell which users exist. A password longer than bcrypt's 72 bytes is
+    refused, as exporter-toolkit does.
     """
 
-    def __init__(self, users: Mapping[str, bytes]) -> None:
+    def __init__(self, users: Mapping[str, bytes], cache_size: int = AUTH_CACHE_SIZE) -> None:
         self.users = dict(users)
         self._key = secrets.token_bytes(32)
         self._ok: OrderedDict[bytes, None] = OrderedDict()
+        self._failed: OrderedDict[bytes, None] = OrderedDict()
+        self._cache_size = cache_size
         self._lock = threading.Lock()
-        self._dummy = bcrypt.hashpw(b"dummy", bcrypt.gensalt(rounds=10))
+        costs = [bcrypt_cost(h) for h in self.users.values()]
+        # the cost most users have (the highest of those tied): what a known user costs
+        self.dummy_cost = max(costs, key=lambda c: (costs.count(c), c)) if costs else 10
+        self._dummy = bcrypt.hashpw(b"dummy", bcrypt.gensalt(rounds=self.dummy_cost))
         self.bcrypt_checks = 0
 
-    def check(self, authorization: str | None) -> bool:
+    def precheck(self, authorization: str | None) -> bool | PendingCheck:
+        """True or False when the header or a cache decides, else the check still to do."""
         if not self.users:
             return True
         if not authorization or authorization[:6].lower() != "basic ":
@@ -376,22 +455,35 @@ class BasicAuth:
         except (binascii.Error, ValueError):
             return False
         user_bytes, sep, password = decoded.partition(b":")
-        if not sep:
+        if not sep or len(password) > BCRYPT_MAX_PASSWORD:
             return False
-        user = user_bytes.decode("utf-8", "replace")
         tag = hmac.new(self._key, user_bytes + b"\0" + password, hashlib.sha256).digest()
         with self._lock:
             if tag in self._ok:
                 self._ok.move_to_end(tag)
                 return True
-        hashed = self.users.get(user)
+            if tag in self._failed:
+                self._failed.move_to_end(tag)
+                return False
+        return PendingCheck(user_bytes.decode("utf-8", "replace"), password, tag)
+
+    def verify(self, pending: PendingCheck) -> bool:
+        """The bcrypt check (slow on purpose), its result remembered."""
+        hashed = self.users.get(pending.user)
         self.bcrypt_checks += 1
-        # bcrypt.checkpw compares the hashes in constant time
-        good = bcrypt.checkpw(password, hashed if hashed is not None else self._dummy)
-        if good and hashed is not None:
-            with self._lock:
-                self._ok[tag] = None
-                while len(self._ok) > AUTH_CACHE_SIZE:
-                    self._ok.popitem(last=False)
-            return True
-        return False
+        try:
+            # bcrypt.checkpw compares the hashes in constant time
+            good = bcrypt.checkpw(pending.password, hashed or self._dummy) and hashed is not None
+        except ValueError:  # a hash or a password bcrypt refuses: no entry
+            good = False
+        with self._lock:
+            cache = self._ok if good else self._failed
+            cache[pending.tag] = None
+            while len(cache) > self._cache_size:
+                cache.popitem(last=False)
+        return good
+
+    def check(self, authorization: str | None) -> bool:
+        """``precheck`` and, when needed, ``verify``, in the calling thread."""
+        verdict = self.precheck(authorization)
+        return verdict if isinstance(verdict, bool) else self.verify(verdict)

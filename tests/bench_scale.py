@@ -455,6 +455,9 @@ def measure_collection(engine: str, repeats: int) -> None:
     job = runner.job
     assert isinstance(job, InventoryJob)
     exposition = target.exposition
+    # as Target.start does (without it, a run of a stopped target closes its engine client),
+    # but the runner is run here, not scheduled
+    target.collecting = True
     job.client.engine()  # /version is read on connect and hourly: not part of a collection
     getattr(cli, "freeze_start_up", lambda: None)()
     counts_url = engine.replace("tcp://", "http://") + "/_bench/requests"

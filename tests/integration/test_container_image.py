@@ -544,7 +544,7 @@ OFFLINE_ENV = "DOCKER_SERVICE_PREFER_OFFLINE_IMAGE"
 PUBLISHED_IMAGE: str = yaml.safe_load((REPO / ".github" / "workflows" / "release.yml").read_text())[
     "env"
 ]["IMAGE"]
-PROXY_IMAGE = "tecnativa/docker-socket-proxy:0.3.0"  # the tag the compose files pin
+PROXY_IMAGE = "haproxy:2.6.12"  # the tag the compose files pin (issue 20: was tecnativa's)
 PROXY_STANDIN = REPO / "tests" / "support" / "socket_proxy_standin.py"
 
 
@@ -690,8 +690,9 @@ def test_demo_compose_up_reads_the_engine_through_the_proxy(
         assert host_config["ReadonlyRootfs"] is True  # type: ignore[index]
         assert host_config["CapDrop"] == ["ALL"]  # type: ignore[index]
         mounts: list[dict[str, Any]] = engine.inspect(proxy)[0]["Mounts"]  # type: ignore[assignment]
-        (mount,) = mounts
-        assert mount["Destination"] == "/var/run/docker.sock" and mount["RW"] is False
+        by_target = {m["Destination"]: m for m in mounts}
+        assert set(by_target) == {"/var/run/docker.sock", "/usr/local/etc/haproxy/haproxy.cfg"}
+        assert not any(m["RW"] for m in mounts)  # the socket and the allowlist, read-only
         # every engine request of the exporter went through the proxy, as a GET
         requests = [
             line.split()

@@ -357,6 +357,7 @@ NEED_SWARM_OR_LABELLED_VOLUMES = {
     "Swarm services: running and desired tasks (A)",
     "Swarm services: running and desired tasks (B)",
     "Swarm tasks not running (A)",
+    "Containers to pull or recreate (A)",  # the opt-in registry job: see test_prometheus_e2e.py
 }
 
 

@@ -1,4 +1,11 @@
-"""A stand-in for the ``tecnativa/docker-socket-proxy`` image, for tests with no registry.
+"""A stand-in for the socket proxy image the compose files run, for tests with no registry.
+
+Since issue 20 that is the official ``haproxy`` image with deploy/socket-proxy/haproxy.cfg
+mounted at ``/usr/local/etc/haproxy/haproxy.cfg``: when that file is there, the stand-in
+applies its rules (the ``acl exporter_path path -m reg`` allowlist, GET and HEAD only;
+403 and 405 otherwise, as HAProxy answers). The real HAProxy runs that file in
+tests/integration/test_socket_proxy.py. Without the file, it stands in for
+``tecnativa/docker-socket-proxy`` as below.
 
 The compose files run that image; it cannot be pulled here, so the live compose test builds
 an image of this script (on the debootstrapped base, stdlib only) under the same name. It
@@ -42,6 +49,22 @@ def _on(name: str) -> bool:
 
 ALLOWED = {section for name, section in SECTIONS.items() if _on(name)}
 METHODS = {"GET", "HEAD"} | ({"POST", "PUT", "DELETE"} if _on("POST") else set())
+HAPROXY_CONFIG = "/usr/local/etc/haproxy/haproxy.cfg"
+
+
+def _haproxy_rule() -> re.Pattern[str] | None:
+    try:
+        with open(HAPROXY_CONFIG) as f:
+            text = f.read()
+    except OSError:
+        return None
+    match = re.search(r"^\s*acl exporter_path path -m reg (\S+)$", text, re.M)
+    if match is None:
+        raise SystemExit(f"{HAPROXY_CONFIG}: no 'acl exporter_path path -m reg' line")
+    return re.compile(match.group(1))
+
+
+HAPROXY_PATHS = _haproxy_rule()
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -54,10 +77,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def _relay(self) -> None:
-        match = PATH.match(self.path)
-        if self.command not in METHODS or not match or match.group(1) not in ALLOWED:
-            self._answer(403, {"Content-Type": "text/plain"}, b"Forbidden\n")
-            return
+        if HAPROXY_PATHS is not None:
+            if self.command not in ("GET", "HEAD"):
+                self._answer(405, {"Content-Type": "text/plain"}, b"Method Not Allowed\n")
+                return
+            if not HAPROXY_PATHS.search(self.path.partition("?")[0]):
+                self._answer(403, {"Content-Type": "text/plain"}, b"Forbidden\n")
+                return
+        else:
+            match = PATH.match(self.path)
+            if self.command not in METHODS or not match or match.group(1) not in ALLOWED:
+                self._answer(403, {"Content-Type": "text/plain"}, b"Forbidden\n")
+                return
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else None
         upstream = _UnixConnection("localhost", timeout=120)
@@ -90,8 +121,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 def main() -> int:
     server = http.server.ThreadingHTTPServer(("0.0.0.0", 2375), Handler)
-    print(f"socket proxy stand-in: sections {sorted(ALLOWED)}, methods {sorted(METHODS)}",
-          flush=True)  # fmt: skip
+    if HAPROXY_PATHS is not None:
+        print(f"socket proxy stand-in: {HAPROXY_CONFIG}: {HAPROXY_PATHS.pattern}", flush=True)
+    else:
+        print(f"socket proxy stand-in: sections {sorted(ALLOWED)}, methods {sorted(METHODS)}",
+              flush=True)  # fmt: skip
     server.serve_forever()
     return 0
 

@@ -73,7 +73,11 @@ def test_the_issue_example_loads(tmp_path, certs):
     assert local.settings.container_labels == BASE.container_labels
     assert build1.settings.schedules.disk_usage == BASE.schedules.disk_usage
     assert dict(loaded.sources) == {"build1": "file", "vm2": "file", "local": "file"}
-    assert loaded.notes == ()
+    # a discovery directory that does not exist is said, never silently empty (issue 20)
+    assert loaded.notes == (
+        f"discover.docker_contexts: {tmp_path / 'no-docker-config'} is not a directory:"
+        " nothing found",
+    )
     assert loaded.watched[0] == path
 
 
@@ -113,7 +117,7 @@ ERRORS = [
     ("targets: [b1]\n", "targets[0]: must be a mapping of target settings (name, host, tls, ...)"),
     ("targets:\n  - host: unix:///d.sock\n", "targets[0]: name: is required"),
     ("targets:\n  - name: a b\n", "targets[0]: name: 'a b' does not match [A-Za-z0-9_.-]+"),
-    ("targets:\n  - name: 7\n", "targets[0]: name: 7 does not match [A-Za-z0-9_.-]+"),
+    ("targets:\n  - name: 7\n", "targets[0]: name: YAML read 7 as a number: quote it"),
     (
         ONE + "  - name: b1\n    host: unix:///d.sock\n",
         "target 'b1': name: is used by an earlier target too",

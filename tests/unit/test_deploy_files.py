@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter.engine import ENDPOINTS
+from exporter.engine import _INSPECT, ENDPOINTS
 from exporter.eventstream import EVENTS
 from tests.support.env import clean_env
 from tests.support.paths import REPO, documentation
@@ -282,33 +282,30 @@ def test_swarm_prometheus_discovers_tasks() -> None:
 
 # --------------------------------------------------------------------------- socket proxy
 
-# tecnativa/docker-socket-proxy's switch for each first path segment of the API.
-PROXY_SECTIONS = {
-    "version": "VERSION",
-    "images": "IMAGES",
-    "containers": "CONTAINERS",
-    "system": "SYSTEM",
-    "info": "INFO",
-    "events": "EVENTS",
-    "_ping": "PING",
-    "volumes": "VOLUMES",
-    "networks": "NETWORKS",
-    "services": "SERVICES",
-    "tasks": "TASKS",
-}
+# The proxy is HAProxy with deploy/socket-proxy/haproxy.cfg (issue 20): an exact, anchored
+# allowlist. tests/integration/test_socket_proxy.py runs it with the real haproxy.
+PROXY_CONFIG = REPO / "deploy" / "socket-proxy" / "haproxy.cfg"
 
 
 @pytest.mark.parametrize("compose_file", NO_VARIABLE_FILES, ids=lambda p: str(p.relative_to(REPO)))
 def test_socket_proxy_allows_exactly_what_the_exporter_reads(compose_file: Path) -> None:
-    needed = {PROXY_SECTIONS[path.split("/")[1]] for path in (*ENDPOINTS, EVENTS)}
+    (acl,) = re.findall(r"^\s*acl exporter_path path -m reg (\S+)$", PROXY_CONFIG.read_text(), re.M)
+    allowed = re.fullmatch(r"\^\(/v\[0-9\]\+\\\.\[0-9\]\+\)\?/\((.+)\)\$", acl)
+    assert allowed, acl
+    assert {"/" + p for p in allowed.group(1).split("|")} == {*ENDPOINTS, EVENTS, "/_ping"}
 
     services = _load(compose_file)["services"]
-    env = {k: str(v) for k, v in services["docker-socket-proxy"]["environment"].items()}
-    allowed = {k for k, v in env.items() if v == "1"}
-    assert allowed == needed, f"proxy opens {sorted(allowed)}, exporter needs {sorted(needed)}"
-    assert env["POST"] == "0"
-    # sections the proxy allows by default but the exporter does not use are closed
-    assert env.get("PING") == "0"
+    proxy = services["docker-socket-proxy"]
+    assert proxy["image"].startswith("haproxy:") and "environment" not in proxy
+    (config,) = [v for v in proxy["volumes"] if v["target"] == "/usr/local/etc/haproxy/haproxy.cfg"]
+    assert (compose_file.parent / config["source"]).resolve() == PROXY_CONFIG
+    assert config["read_only"] is True
+    (inspect,) = re.findall(
+        r"^\s*acl inspect_path path -m reg (\S+)$", PROXY_CONFIG.read_text(), re.M
+    )
+    # the registry job's one per-object request, as the engine client allows it
+    assert inspect == r"^(/v[0-9]+\.[0-9]+)?/containers/[0-9a-f]{12,64}/json$"
+    assert _INSPECT.pattern == r"/containers/[0-9a-f]{12,64}/json"
 
     exporter = services[EXPORTER]
     assert "--docker.host=tcp://docker-socket-proxy:2375" in exporter["command"]
@@ -337,9 +334,8 @@ def test_docs_cover_single_host_compose_and_fleet() -> None:
     # the image size comes from a command the docs name, not a figure copied by hand
     assert "pytest -s tests/integration/test_container_image.py -k test_image_config" in text
     for path in ENDPOINTS:
-        assert path in text, f"the documentation does not list the endpoint {path}"
-    for name in ("CONTAINERS=1", "IMAGES=1", "SYSTEM=1", "VERSION=1", "POST=0"):
-        assert name in text
+        assert path in text, f"README.md does not list the endpoint {path}"
+    assert "deploy/socket-proxy/haproxy.cfg" in text  # the exact allowlist proxy (issue 20)
     for deploy_file in (STACK, SWARM_PROMETHEUS, FILE_SD_PROMETHEUS, TARGETS_EXAMPLE,
                         STANDALONE):  # fmt: skip
         name = str(deploy_file.relative_to(REPO))

@@ -79,3 +79,15 @@ def test_every_link_between_pages_lands_on_a_heading():
             if anchor not in anchors(path):
                 broken.append(f"{page.name} -> {target or page.name}#{anchor}")
     assert broken == []
+
+
+def test_every_link_to_a_page_finds_the_page():
+    """A page that moved takes its links with it: a relative link names a file that exists."""
+    broken = []
+    for page in [README, *DOCS.glob("*.md")]:
+        for target in re.findall(
+            r"\]\(([^)#\s:]+\.(?:md|yml|json|cfg|py))(?:#[^)\s]*)?\)", page.read_text()
+        ):
+            if not (page.parent / target).is_file():
+                broken.append(f"{page.name} -> {target}")
+    assert broken == []

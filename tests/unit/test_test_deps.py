@@ -35,6 +35,7 @@ TOOLS = {
     "systemd-analyze": "systemd",
     "npm": "npm",
     "docker-registry": "docker-registry",
+    "haproxy": "haproxy",  # tests/integration/test_socket_proxy.py (issue 20)
 }
 OTHER_PACKAGES = ("busybox-static", "ca-certificates")
 

@@ -72,7 +72,7 @@ def test_defaults_are_exporter_toolkits(pki):
         ("tls: {}", "has unknown key 'tls'"),
         ("tls_server_config: {cert_file: /x}", "needs both cert_file and key_file"),
         ("tls_server_config: {cert_file: /no/c, key_file: /no/k}", "cannot read cert_file /no/c"),
-        ("a: [", "is not valid YAML at line"),
+        ("a: [", "line 1: not valid YAML"),
         ("basic_auth_users: {u: plain}", "basic_auth_users.u is not a bcrypt hash"),
         ("basic_auth_users: {u: '$2b$10$short'}", "basic_auth_users.u is not a valid bcrypt hash"),
         (
@@ -129,7 +129,11 @@ def test_the_cli_exits_2_with_one_line(tmp_path):
         assert result.returncode == 2
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and "Traceback" not in result.stderr
-        assert lines[0].startswith("docker-inventory-exporter: cannot read ")
+        # the file is named first (issue 20), then what could not be read
+        assert lines[0].startswith(f"docker-inventory-exporter: {args[1]}: cannot read ") or (
+            lines[0].startswith(f"docker-inventory-exporter: --web.config.file {args[1]}: ")
+            and "cannot read: No such file" in lines[0]
+        )
 
 
 def header(user: str, password: str) -> str:
@@ -145,9 +149,9 @@ def test_basic_auth_checks_and_caches_successes_only():
     assert auth.bcrypt_checks == 1  # cached: a scrape does not pay for bcrypt again
     assert not auth.check(header("prometheus", "wrong"))
     assert not auth.check(header("prometheus", "wrong"))
-    assert auth.bcrypt_checks == 3  # failures are never cached
+    assert auth.bcrypt_checks == 2  # a failure is remembered too (issue 20): paid once
     assert not auth.check(header("nobody", "secret"))
-    assert auth.bcrypt_checks == 4  # an unknown user costs a bcrypt check too
+    assert auth.bcrypt_checks == 3  # an unknown user costs a bcrypt check too
     for bad in (None, "", "Bearer x", "Basic !!!", "Basic " + base64.b64encode(b"x").decode()):
         assert not auth.check(bad)
 
