@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 from typing import Any
 
 import yaml
@@ -119,6 +120,9 @@ def parse_yaml(text: str) -> Any:
     except yaml.YAMLError as exc:
         raise TextProblem(f"not valid YAML: {cut(str(exc))}") from None
     except ValueError as exc:  # a value Python refuses, such as a 5,000-digit integer
+        if "integer string conversion" in str(exc):  # worded differently by each CPython
+            limit = getattr(sys, "get_int_max_str_digits", lambda: 4300)()
+            raise TextProblem(f"an integer longer than {limit} digits cannot be read") from None
         raise TextProblem(f"a value cannot be read: {cut(str(exc))}") from None
     except RecursionError:
         raise TextProblem(f"nested deeper than {MAX_DEPTH} levels") from None

@@ -65,7 +65,7 @@ def error_of(tmp_path: Path, text: str) -> str:
     ("text", "problem"),
     [
         (DEEP, f"line 1: nested deeper than {MAX_DEPTH} levels"),
-        (BIG_INT, "a value cannot be read: 'Exceeds the limit (4300 digits) for integer string"),
+        (BIG_INT, "an integer longer than 4300 digits cannot be read"),
         (BOMB, "line 2: YAML aliases (*name) are not allowed here"),
         (
             "defaults:\n  data_root_filesystem: &p /x\ntargets:\n  - name: a\n"
