@@ -116,6 +116,14 @@ def image_rows(image: ImageFacts) -> tuple[Rows, ...]:
     )
 
 
+PROJECT_HEADS = (Head.of(m.PROJECT_CONTAINERS),)
+
+
+def project_rows(project: tuple[str, tuple[tuple[str, int], ...]]) -> tuple[Rows, ...]:
+    name, counts = project
+    return (tuple(((name, state), float(n)) for state, n in counts),)
+
+
 def container_heads(label_names: tuple[str, ...]) -> tuple[Head, ...]:
     heads = tuple(
         Head.of(s)
@@ -460,17 +468,15 @@ class DockerCollector(Collector):
                 (tuple(((s,), float(n)) for s, n in snap.containers_by_state.items()),),
             ),
         ]
+        # a project at a time, so that the lines of unchanged ones are reused (a CI host has
+        # thousands, and events change a few)
         projects = snap.projects
         parts.append(
-            Families(
-                (Head.of(m.PROJECT_CONTAINERS),),
-                (
-                    tuple(
-                        ((p, state), float(n))
-                        for p in sorted(projects)
-                        for state, n in projects[p].items()
-                    ),
-                ),
+            ObjectFamilies(
+                "projects",
+                PROJECT_HEADS,
+                tuple([(p, tuple(projects[p].items())) for p in sorted(projects)]),
+                project_rows,  # type: ignore[arg-type]
             )
         )
         if e.data_root:  # known from /info

@@ -18,7 +18,7 @@ import ssl
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import replace
 from typing import Any, Protocol, TypeVar
 
@@ -436,11 +436,14 @@ class EngineClient:
         timeout: float | None = None,
         decode: Callable[[bytearray], T] = json.loads,
         incremental: Callable[[], Incremental[T]] | None = None,
+        ids: Collection[str] = (),
     ) -> T:
         """/containers/json?all=1, decoded by ``decode`` from the answer's bytes, or by
-        ``incremental`` while it is read."""
+        ``incremental`` while it is read; only the containers ``ids`` names when given."""
         self.engine()
         params = {"all": "1", "size": "1"} if size else {"all": "1"}
+        if ids:
+            params["filters"] = json.dumps({"id": sorted(ids)}, separators=(",", ":"))
         return self._get(
             CONTAINERS, params, timeout or self.timeout, decode, incremental=incremental
         )

@@ -15,6 +15,7 @@ restart-policy restarts the count equals the growth of inspect's ``RestartCount`
 from __future__ import annotations
 
 import math
+import threading
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -73,6 +74,10 @@ CHANGES_INVENTORY = frozenset(
         "load",
     }
 )
+# At most this many containers are listed by ID after events (their IDs go in the URL,
+# 65 bytes each, under a socket proxy's 16 KiB request buffer); more changed ones ask for a
+# full list.
+PATCH_LIMIT = 100
 # How many events moby holds for replay (daemon/events, eventsLimit).
 ENGINE_REPLAY_LIMIT = 256
 # Keys of counted events remembered to drop replays: far more than any replay holds.
@@ -286,6 +291,45 @@ class EventCounter:
             by_action=MappingProxyType(dict(self.by_action)),
             containers=MappingProxyType(dict(self.containers)),
         )
+
+
+class InventoryChanges:
+    """What changed since the inventory last listed, as the stream saw it: the containers
+    its events named, or everything (an image event, a reconnect, too many containers).
+
+    The stream adds (on its loop's thread); the inventory job takes (on a worker's).
+    """
+
+    def __init__(self, limit: int = PATCH_LIMIT) -> None:
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._ids: set[str] = set()  # full container IDs
+        self._everything = False
+
+    def add(self, event: EventRecord) -> None:
+        with self._lock:
+            if self._everything:
+                return
+            if event.type == "container" and event.actor_id:
+                self._ids.add(event.actor_id)
+                if len(self._ids) <= self.limit:
+                    return
+            self._everything = True
+            self._ids.clear()
+
+    def everything(self) -> None:
+        with self._lock:
+            self._everything = True
+            self._ids.clear()
+
+    def take(self) -> frozenset[str] | None:
+        """The container IDs changed since the last take, and none from now on; None when
+        only a full list tells what changed."""
+        with self._lock:
+            ids = None if self._everything else frozenset(self._ids)
+            self._ids = set()
+            self._everything = False
+            return ids
 
 
 def since_param(nano: int) -> str:

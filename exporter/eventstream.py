@@ -52,6 +52,7 @@ from .events import (
     EventCounter,
     EventDataError,
     EventsSnapshot,
+    InventoryChanges,
     NeverStarted,
     parse_event,
     since_param,
@@ -197,8 +198,10 @@ class EventStream:
         collection_cost: Callable[[], float | None] | None = None,
         settings: StreamSettings = StreamSettings(),
         max_probe_bytes: int = 16 * 1024 * 1024,
+        changes: InventoryChanges | None = None,
     ) -> None:
         self.engine = engine
+        self.changes = changes if changes is not None else InventoryChanges()
         self.publish = publish
         self.collect = collect
         self.never_started = never_started
@@ -411,6 +414,7 @@ class EventStream:
             if reconnect:
                 self.counter.reconnects += 1
                 self._inventory_dirty = True  # what changed while it was down
+                self.changes.everything()
                 if since:
                     await self._probe_gap(since, now)
             self.counter.up = True
@@ -486,6 +490,7 @@ class EventStream:
             return
         if event.action in CHANGES_INVENTORY:
             self._inventory_dirty = True
+            self.changes.add(event)
         self._counts_changed()
 
     def _long_line(self) -> None:
@@ -511,15 +516,16 @@ class EventStream:
     def _flush(self) -> None:
         self._flush_handle = None
         self._last_flush = asyncio.get_running_loop().time()
-        if self._counts_dirty:
-            self._counts_dirty = False
-            self.publish(self.counter.snapshot())
+        # the collection first: the target then leaves the counts to its rendering
         if self._inventory_dirty:
             if self.collect():
                 self._inventory_dirty = False
                 self.collections_asked += 1
             else:  # a collection is running: ask again after the window
                 self._counts_changed()
+        if self._counts_dirty:
+            self._counts_dirty = False
+            self.publish(self.counter.snapshot())
 
     def forget_gone(self, listed: frozenset[str], listed_at: float) -> None:
         """Called with each new inventory (any thread): drop what the list no longer has."""

@@ -26,6 +26,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from .config import EngineConfig, JobSchedule, TargetSettings
 from .engine import EngineClient, EngineError, quoted
+from .events import InventoryChanges
 from .filesystem import OFF, FilesystemUsage, data_root_path, measure
 from .records import (
     PROJECT_LABELS,
@@ -48,6 +49,8 @@ from .snapshot import (
     build_disk_usage,
     build_inventory,
     build_swarm,
+    patch_inventory,
+    short_id,
 )
 from .state import JobStatus, Slot, State
 from .updates import (
@@ -107,10 +110,30 @@ class InventoryJob(Job[InventorySnapshot]):
         # Called before each list: the event stream's wait for its first subscription, so
         # that no event falls between the list and the stream (none without a stream).
         self.before_list: Callable[[], None] | None = None
+        # What the event stream saw change (None without a stream): a run it asked for
+        # lists only those containers, until the interval calls for a full list again.
+        self.changes: InventoryChanges | None = None
+        self.listed_all_at = -float("inf")  # monotonic time of the last full list
+        self.patches = 0  # runs that listed only changed containers, for tests and benchmarks
 
     def collect(self, now: float) -> InventorySnapshot:
         if self.before_list is not None:
             self.before_list()
+        changed = self.changes.take() if self.changes is not None else None
+        previous = self.slot.result.snapshot  # None after a failed run
+        started = time.monotonic()
+        if (
+            changed
+            and previous is not None
+            and started - self.listed_all_at < self.schedule.interval
+        ):
+            try:
+                return self._patch(previous, changed, now)
+            except BaseException:
+                assert self.changes is not None
+                self.changes.everything()  # those changes are not shown: the next run lists all
+                raise
+        self.listed_all_at = started
         engine = self.client.engine()
         if engine != self.engine_seen:
             self.engine_seen = engine
@@ -128,6 +151,16 @@ class InventoryJob(Job[InventorySnapshot]):
         keys = frozenset(self.label_keys).union(PROJECT_LABELS)
         containers = self.client.containers(incremental=lambda: ContainerStream(keys))
         return build_inventory(engine, images, containers, now, self.label_keys)
+
+    def _patch(
+        self, previous: InventorySnapshot, changed: frozenset[str], now: float
+    ) -> InventorySnapshot:
+        """The previous inventory with only the changed containers listed again."""
+        keys = frozenset(self.label_keys).union(PROJECT_LABELS)
+        listed = self.client.containers(incremental=lambda: ContainerStream(keys), ids=changed)
+        self.patches += 1
+        asked = frozenset(short_id(i) for i in changed)
+        return patch_inventory(previous, listed, asked, now, self.label_keys)
 
 
 class DiskUsageJob(Job[DiskUsageSnapshot]):

@@ -104,11 +104,15 @@ class InventorySnapshot:
     # compose project or Swarm stack -> containers by state (every known state, zeros too)
     projects: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     container_projects: Mapping[str, str] = field(default_factory=dict)  # name -> project
+    # normalized tag -> short image ID, for the containers a patch lists (patch_inventory)
+    tag_to_id: Mapping[str, str] = field(default_factory=dict)
 
 
 def _outdated(
     container: ContainerRecord, tag_to_id: Mapping[str, str], tagged: AbstractSet[str]
 ) -> bool:
+    """Whether the container's image is no longer what its reference names; ``tag_to_id``
+    and ``tagged`` hold short image IDs."""
     ref = container.image
     if "@" in ref:  # pinned by digest: a digest never moves
         return False
@@ -116,9 +120,71 @@ def _outdated(
         # Created from an ID, or the engine rewrote Image to the ID after its tag moved.
         # Both leave the container on an image no tag names: it is outdated when that image
         # is untagged now, which is what the rewrite means.
-        return container.image_id not in tagged
+        return short_id(container.image_id) not in tagged
     current = tag_to_id.get(normalize_ref(ref))
-    return current != container.image_id
+    return current != short_id(container.image_id)
+
+
+class _ContainerFactory:
+    """ContainerFacts from records, against one image list (tags: short image IDs).
+
+    Many containers share an image and a reference (CI hosts: thousands of exited runs of
+    the same few): both derived values are computed once per distinct pair.
+    """
+
+    def __init__(self, tag_to_id: Mapping[str, str], label_keys: tuple[str, ...]) -> None:
+        self.tag_to_id = tag_to_id
+        self.tagged = frozenset(tag_to_id.values())
+        self.label_keys = label_keys
+        self._outdated: dict[tuple[str, str], bool] = {}
+        self._short_ids: dict[str, str] = {}
+
+    def __call__(self, c: ContainerRecord) -> tuple[ContainerFacts, str]:
+        """The container's facts and its project ("" for none)."""
+        pair = (c.image, c.image_id)
+        is_outdated = self._outdated.get(pair)
+        if is_outdated is None:
+            is_outdated = self._outdated[pair] = _outdated(c, self.tag_to_id, self.tagged)
+        image_short = self._short_ids.get(c.image_id)
+        if image_short is None:
+            image_short = self._short_ids[c.image_id] = short_id(c.image_id)
+        labels = c.labels
+        facts = ContainerFacts(
+            name=c.name,
+            container_id=short_id(c.id),
+            image=c.image,
+            image_id=image_short,
+            state=c.state,
+            created=c.created,
+            health=c.health,
+            exit_code=c.exit_code,
+            image_outdated=is_outdated,
+            labels=tuple([labels.get(k, "") for k in self.label_keys]),
+        )
+        return facts, project_of(labels)
+
+
+def _image_use(
+    containers: Iterable[ContainerFacts], collected_at: float, only: AbstractSet[str] | None = None
+) -> tuple[Counter[str], dict[str, float]]:
+    """Per short image ID (of ``only``, or all): its containers, and when it was last used
+    (the collection time while a container of it is active, else its newest container's
+    creation)."""
+    users: Counter[str] = Counter()
+    last_used: dict[str, float] = {}
+    active: set[str] = set()
+    for c in containers:
+        image_id = c.image_id
+        if only is not None and image_id not in only:
+            continue
+        users[image_id] += 1
+        if c.state in ACTIVE_STATES:
+            active.add(image_id)
+        if c.created is not None:
+            last_used[image_id] = max(last_used.get(image_id, 0.0), float(c.created))
+    for image_id in active:
+        last_used[image_id] = collected_at
+    return users, last_used
 
 
 def build_inventory(
@@ -133,72 +199,38 @@ def build_inventory(
     tag_to_id: dict[str, str] = {}
     for image in images:
         for tag in image.repo_tags:
-            tag_to_id[normalize_ref(tag)] = image.id
-
-    tagged = frozenset(tag_to_id.values())
-    users: Counter[str] = Counter(c.image_id for c in containers)
-    last_used: dict[str, float] = {}
-    running_images: set[str] = set()
-    for c in containers:
-        if c.state in ACTIVE_STATES:
-            running_images.add(c.image_id)
-        if c.created is not None:
-            last_used[c.image_id] = max(last_used.get(c.image_id, 0.0), float(c.created))
-    for image_id in running_images:
-        last_used[image_id] = collected_at
-
-    image_facts = []
-    for image in images:
-        image_facts.append(
-            ImageFacts(
-                image_id=short_id(image.id),
-                name=image_name(image.repo_tags),
-                size=image.size,
-                created=image.created,
-                containers=users[image.id],
-                tags=tuple(sorted(split_tag(t) for t in set(image.repo_tags))),
-                dangling=not image.repo_tags,
-                last_used=last_used.get(image.id),
-            )
-        )
+            tag_to_id[normalize_ref(tag)] = short_id(image.id)
 
     by_state: dict[str, int] = dict.fromkeys(CONTAINER_STATES, 0)
     projects: dict[str, dict[str, int]] = {}
     container_projects: dict[str, str] = {}
     container_facts = []
-    # Many containers share an image and a reference (CI hosts: thousands of exited runs
-    # of the same few): both derived values are computed once per distinct pair.
-    outdated: dict[tuple[str, str], bool] = {}
-    short_ids: dict[str, str] = {}
+    facts_of = _ContainerFactory(tag_to_id, label_keys)
     for c in containers:
+        facts, project = facts_of(c)
         by_state[c.state] = by_state.get(c.state, 0) + 1
-        pair = (c.image, c.image_id)
-        is_outdated = outdated.get(pair)
-        if is_outdated is None:
-            is_outdated = outdated[pair] = _outdated(c, tag_to_id, tagged)
-        image_short = short_ids.get(c.image_id)
-        if image_short is None:
-            image_short = short_ids[c.image_id] = short_id(c.image_id)
-        labels = c.labels
-        project = project_of(labels)
         if project:
             counts = projects.get(project)
             if counts is None:
                 counts = projects[project] = dict.fromkeys(CONTAINER_STATES, 0)
             counts[c.state] = counts.get(c.state, 0) + 1
             container_projects[c.name] = project
-        container_facts.append(
-            ContainerFacts(
-                name=c.name,
-                container_id=short_id(c.id),
-                image=c.image,
-                image_id=image_short,
-                state=c.state,
-                created=c.created,
-                health=c.health,
-                exit_code=c.exit_code,
-                image_outdated=is_outdated,
-                labels=tuple([labels.get(k, "") for k in label_keys]),
+        container_facts.append(facts)
+    users, last_used = _image_use(container_facts, collected_at)
+
+    image_facts = []
+    for image in images:
+        image_id = short_id(image.id)
+        image_facts.append(
+            ImageFacts(
+                image_id=image_id,
+                name=image_name(image.repo_tags),
+                size=image.size,
+                created=image.created,
+                containers=users[image_id],
+                tags=tuple(sorted(split_tag(t) for t in set(image.repo_tags))),
+                dangling=not image.repo_tags,
+                last_used=last_used.get(image_id),
             )
         )
 
@@ -210,6 +242,84 @@ def build_inventory(
         images_total=len(images),
         images_dangling=sum(1 for i in image_facts if i.dangling),
         images_unused=sum(1 for i in image_facts if i.containers == 0),
+        containers_by_state=by_state,
+        projects=projects,
+        container_projects=container_projects,
+        tag_to_id=tag_to_id,
+    )
+
+
+def patch_inventory(
+    previous: InventorySnapshot,
+    listed: Iterable[ContainerRecord],
+    asked: AbstractSet[str],
+    collected_at: float,
+    label_keys: tuple[str, ...] = (),
+) -> InventorySnapshot:
+    """``previous`` with the containers whose short IDs are ``asked`` as ``listed`` now (an
+    event named them; the ones not listed are gone), and no other change.
+
+    What a full list at ``collected_at`` would give, when the images did not change (an
+    image event asks for a full list) and no other container did: the images of the
+    changed containers get their counts and last use again; other images keep the last use
+    their last list saw. It costs a pass over the previous facts, not a decoding of them.
+    """
+    facts_of = _ContainerFactory(previous.tag_to_id, label_keys)
+    new: dict[str, tuple[ContainerFacts, str]] = {}
+    for record in listed:
+        facts, project = facts_of(record)
+        if facts.container_id in asked:  # an engine that ignores the filter: only those
+            new[facts.container_id] = (facts, project)
+    by_state = dict(previous.containers_by_state)
+    projects = {name: dict(counts) for name, counts in previous.projects.items()}
+    container_projects = dict(previous.container_projects)
+    touched: set[str] = set()  # images of changed containers, before and after
+
+    def count(c: ContainerFacts, project: str, step: int) -> None:
+        by_state[c.state] = by_state.get(c.state, 0) + step
+        touched.add(c.image_id)
+        if project:
+            counts = projects.get(project)
+            if counts is None:
+                counts = projects[project] = dict.fromkeys(CONTAINER_STATES, 0)
+            counts[c.state] = counts.get(c.state, 0) + step
+
+    changed: list[tuple[ContainerFacts, str]] = []
+    containers: list[ContainerFacts] = []
+    for c in previous.containers:
+        if c.container_id not in asked:
+            containers.append(c)
+            continue
+        count(c, container_projects.pop(c.name, ""), -1)
+        replacement = new.pop(c.container_id, None)
+        if replacement is not None:
+            containers.append(replacement[0])
+            changed.append(replacement)
+    added = list(new.values())  # not in the previous list: created since
+    for facts, project in (*changed, *added):
+        count(facts, project, 1)
+        if project:
+            container_projects[facts.name] = project
+    # as a full list would: only known states always, and only projects with containers
+    by_state = {k: n for k, n in by_state.items() if n or k in CONTAINER_STATES}
+    projects = {name: counts for name, counts in projects.items() if any(counts.values())}
+    # the newest first, as the engine lists them
+    all_containers = tuple([facts for facts, _ in added] + containers)
+    users, last_used = _image_use(all_containers, collected_at, only=touched)
+    images = tuple(
+        image
+        if image.image_id not in touched
+        else msgspec.structs.replace(
+            image, containers=users[image.image_id], last_used=last_used.get(image.image_id)
+        )
+        for image in previous.images
+    )
+    return replace(
+        previous,
+        collected_at=collected_at,
+        images=images,
+        containers=all_containers,
+        images_unused=sum(1 for i in images if i.containers == 0),
         containers_by_state=by_state,
         projects=projects,
         container_projects=container_projects,

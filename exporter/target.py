@@ -17,7 +17,7 @@ from prometheus_client.registry import Collector
 from .buildinfo import BuildInfoCollector
 from .collector import DockerCollector
 from .config import TargetConfig
-from .events import EventsSnapshot
+from .events import EventsSnapshot, InventoryChanges
 from .eventstream import EventStream
 from .exposition import Exposition
 from .jobs import InventoryJob, Runner, Scheduler, build_jobs
@@ -59,7 +59,10 @@ class Target:
         self.exposition = Exposition(collectors)
         self.jobs = build_jobs(config.engine, settings, self.state, log_prefix)
         self.on_publish = on_publish
-        self.runners = [Runner(job, self._published, log_prefix) for job in self.jobs]
+        self.runners = [
+            Runner(job, self._inventory_published if i == 0 else self._published, log_prefix)
+            for i, job in enumerate(self.jobs)
+        ]
         self.serial = next(_serials)
         self.collecting = False
         self.last_scraped = 0.0  # clock time of the last scrape
@@ -69,6 +72,13 @@ class Target:
         self._scheduler: Scheduler | None = None
         self._listed: InventorySnapshot | None = None  # the inventory the stream last saw
         self._created: frozenset[str] = frozenset()  # its containers never started
+        # the stream asked for an inventory run that has not published yet: that run
+        # renders the stream's counts too (one rendering, not two, per event burst)
+        self._inventory_pending = False
+
+    def _inventory_published(self) -> None:
+        self._inventory_pending = False  # before rendering: see _events_published
+        self._published()
 
     def _published(self) -> None:
         if not self.collecting:
@@ -100,7 +110,10 @@ class Target:
     def _events_published(self, snapshot: EventsSnapshot) -> None:
         if self.collecting:
             self.state.events = snapshot
-            self._published()
+            # read after the counts are set, and cleared by the run before it renders: a
+            # run still to publish renders them
+            if not self._inventory_pending:
+                self._published()
 
     def _collect_inventory(self) -> bool:
         """The stream's ask for an inventory run; False while one is running."""
@@ -108,6 +121,7 @@ class Target:
         if runner.running:
             return False
         if self._scheduler is not None and self.collecting:
+            self._inventory_pending = True
             self._scheduler.run_soon(self.job_id(runner))
         return True
 
@@ -135,6 +149,9 @@ class Target:
         self._scheduler = scheduler
         self.collecting = True  # first: a run that ends at once must not close its client
         if self.config.settings.events:
+            inventory = self.runners[0].job
+            assert isinstance(inventory, InventoryJob)
+            inventory.changes = InventoryChanges()
             self.events = EventStream(
                 self.config.engine,
                 self._events_published,
@@ -142,9 +159,8 @@ class Target:
                 self._never_started,
                 self.log_prefix,
                 lambda: self.state.inventory.result.status.duration,
+                changes=inventory.changes,
             )
-            inventory = self.runners[0].job
-            assert isinstance(inventory, InventoryJob)
             # subscribed by the first inventory run, on the scheduler: not before the
             # exporter listens, and always before the first list
             # (waiting at most the inventory's own timeout: a hanging engine holds a worker

@@ -57,6 +57,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gzip
+import hashlib
 import json
 import os
 import queue
@@ -75,6 +76,7 @@ from http.client import HTTPConnection
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 from tests.support.process import exporter_command, free_port
 
@@ -91,13 +93,18 @@ ACCEPT = {
 # --- the stand-in engine ---------------------------------------------------------------------
 
 
+def _hex_id(kind: str, i: int) -> str:
+    """A digest-like ID, as an engine's: short IDs (their first 12) differ, as the CLI's do."""
+    return hashlib.sha256(f"{kind}-{i}".encode()).hexdigest()
+
+
 def _image_list(n_images: int, rnd: random.Random) -> list[dict[str, Any]]:
     images = []
     for i in range(n_images):
         dangling = i % 10 == 9
         repo = f"registry.example.com/team{i % 40}/app{i}"
         images.append({
-            "Containers": -1, "Created": 1700000000 + i * 60, "Id": f"sha256:{i:064x}",
+            "Containers": -1, "Created": 1700000000 + i * 60, "Id": f"sha256:{_hex_id('image', i)}",
             "Labels": {"maintainer": "ci@example.com"}, "ParentId": "",
             "RepoDigests": [] if dangling else [f"{repo}@sha256:{rnd.getrandbits(256):064x}"],
             "RepoTags": [] if dangling else [f"{repo}:build-{i}"],
@@ -118,14 +125,14 @@ def _container_list(n_images: int, n_containers: int, rnd: random.Random) -> lis
         }[state]
         project = f"ci-{i // 5}"
         ref = (
-            f"sha256:{image:064x}"[7:19]  # its tag moved on: the engine shows the ID
+            _hex_id("image", image)[:12]  # its tag moved on: the engine shows the ID
             if image % 10 == 9
             else f"registry.example.com/team{image % 40}/app{image}:build-{image}"
         )
         compose = "com.docker.compose"
         containers.append({
-            "Id": f"{i:064x}", "Names": [f"/{project}-svc{i % 5}-1"], "Image": ref,
-            "ImageID": f"sha256:{image:064x}", "Command": "/entrypoint.sh run",
+            "Id": _hex_id("container", i), "Names": [f"/{project}-svc{i % 5}-1"], "Image": ref,
+            "ImageID": f"sha256:{_hex_id('image', image)}", "Command": "/entrypoint.sh run",
             "Created": 1700000000 + i * 30,
             "Ports": [] if state != "running" else [
                 {"IP": "0.0.0.0", "PrivatePort": 8080, "PublicPort": 30000 + i % 20000,
@@ -189,10 +196,17 @@ class Host:
             self._sender = threading.Thread(target=self.run_events, daemon=True)
             self._sender.start()
 
-    def body(self, path: str) -> bytes | None:
+    def body(self, path: str, query: str = "") -> bytes | None:
         if path == "/containers/json":
+            # filters={"id": [...]}: the listed IDs only, as the engine matches them
+            filters = json.loads(parse_qs(query).get("filters", ["{}"])[0])
+            ids = filters.get("id")
             with self.lock:
-                parts = list(self.parts)
+                if ids:
+                    parts = [p for c, p in zip(self.containers, self.parts)
+                             if any(i in c["Id"] for i in ids)]  # fmt: skip
+                else:
+                    parts = list(self.parts)
             return b"[" + b",".join(parts) + b"]"
         return self.static.get(path)
 
@@ -304,7 +318,7 @@ def engine_server(host: Host, hang: bool = False) -> ThreadingHTTPServer:
                     threading.Event().wait()
                 if path == "/events":
                     return self.events()
-                body = host.body(path)
+                body = host.body(path, query)
             known = body is not None or path.startswith("/_bench")
             body = body if body is not None else b'{"message":"page not found"}'
             self.send_response(200 if known else 404)

@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs
 
 from tests.support.paths import load
 
@@ -29,6 +30,16 @@ class Raw:
 
     def __init__(self, write: Callable[[BaseHTTPRequestHandler], object]) -> None:
         self.write = write
+
+
+def _filtered_by_id(containers: list[Any], query: str) -> list[Any]:
+    """``filters={"id": [...]}`` as dockerd applies it: a container matches when one of the
+    values matches its ID (moby's filters.Args.Match: unanchored, so a full ID or a prefix)."""
+    raw = parse_qs(query).get("filters")
+    ids = json.loads(raw[0]).get("id") if raw else None
+    if not ids:
+        return containers
+    return [c for c in containers if any(re.search(i, c.get("Id", "")) for i in ids)]
 
 
 class FakeEngine:
@@ -68,6 +79,8 @@ class FakeEngine:
                 else:
                     if callable(answer):
                         answer = answer()
+                    if path == "/containers/json" and isinstance(answer, list):
+                        answer = _filtered_by_id(answer, query)
                     body = answer if isinstance(answer, bytes) else json.dumps(answer).encode()
                     self.send_response(200)
                 self.send_header("Content-Type", "application/json")

@@ -5,7 +5,10 @@ debounce, and a stalled stream never holds the inventory."""
 from __future__ import annotations
 
 import copy
+import json
+import threading
 import time
+from urllib.parse import parse_qs
 
 import pytest
 
@@ -46,6 +49,10 @@ def test_a_run_shows_long_before_the_interval(fake, run_exporter):
     )
     print(f"docker run to /metrics on the stand-in: {time.monotonic() - started:.2f}s")
     assert engine.count("/containers/json") == 2  # one collection for the two events
+    # which listed only the container they named; the images were not listed again
+    assert listed_ids(engine)[-1] == [NEW_ID]
+    assert engine.count("/images/json") == 1
+    assert value(s, "docker_containers", state="running") == 2.0
     assert value(s, "docker_container_restarts_total", name="fresh") == 0.0
     assert value(s, "docker_events_total", type="container", action="create") == 1.0
     # docker rm -f
@@ -57,6 +64,56 @@ def test_a_run_shows_long_before_the_interval(fake, run_exporter):
     )
     assert value(s, "docker_container_restarts_total", name="fresh") is None
     assert value(s, "docker_container_last_exit_code", name="fresh") is None
+    assert value(s, "docker_containers", state="running") == 1.0
+    assert listed_ids(engine)[-1] == [NEW_ID]  # asked for, and listed no more: gone
+
+
+def listed_ids(engine) -> list[list[str] | None]:
+    """The IDs each /containers/json named in its filters, in order (None: all)."""
+    out: list[list[str] | None] = []
+    for path, query in engine.queries:
+        if path == "/containers/json":
+            raw = parse_qs(query).get("filters")
+            out.append(json.loads(raw[0])["id"] if raw else None)
+    return out
+
+
+def test_the_interval_lists_everything_while_events_list_a_few(fake, run_exporter):
+    """The safety net: a change no event named shows at the next full list, which the
+    interval brings even while steady events bring lists of the containers they name."""
+    engine, feed = fake
+    exp = run_exporter("--docker.host", engine.url, "--collect.interval", "4s",
+                       "--collect.disk-usage-interval", "0")  # fmt: skip
+    exp.wait_for(lambda s: value(s, "docker_exporter_events_stream_up") == 1.0)
+    containers = with_new_container()
+    engine.set("/containers/json", containers)
+    feed.emit(feed.event("create", NEW_ID, name="fresh"), feed.event("start", NEW_ID))
+    exp.wait_for(lambda s: value(s, "docker_container_state", name="fresh", state="running") == 1)
+    # silently (no event), web-1 stops; events keep naming only "fresh" meanwhile
+    silent = copy.deepcopy(containers)
+    web = next(c for c in silent if c["Names"] == ["/web-1"])
+    web.update(State="exited", Status="Exited (0) 1 second ago")
+    engine.set("/containers/json", silent)
+    stop = threading.Event()
+
+    def steady() -> None:
+        while not stop.wait(0.3):
+            feed.emit(feed.event("kill", NEW_ID), feed.event("start", NEW_ID))
+
+    sender = threading.Thread(target=steady, daemon=True)
+    sender.start()
+    try:
+        s = exp.wait_for(
+            lambda s: value(s, "docker_container_state", name="web-1", state="exited") == 1.0,
+            timeout=30,
+        )
+    finally:
+        stop.set()
+        sender.join()
+    lists = listed_ids(engine)
+    assert [NEW_ID] in lists  # lists the events asked for
+    assert lists.count(None) >= 2  # the first list, and the interval's
+    assert value(s, "docker_container_state", name="fresh", state="running") == 1.0
 
 
 def test_a_storm_brings_collections_bounded_by_the_debounce(fake, run_exporter):

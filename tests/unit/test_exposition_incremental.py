@@ -137,11 +137,13 @@ def test_unchanged_objects_are_not_formatted_again():
         state.inventory.publish(lambda _: OK, snap)
         exposition.refresh()
         assert exposition.formatted == (len(images) + len(containers) - 1 if now == 1.0e9 else 0)
-    # one container more, and its image now counts one more container
+    # one container more: its image now counts one more container, and its compose project
+    # (the only project) one more running one
     changed = build_inventory(ENGINE, images, containers, 1.0e9)
+    assert list(changed.projects) == ["shop"]
     state.inventory.publish(lambda _: OK, changed)
     exposition.refresh()
-    assert exposition.formatted == 2
+    assert exposition.formatted == 3
     assert exposition.current.text == generate_latest(collector)
 
 
