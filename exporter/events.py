@@ -18,7 +18,7 @@ import math
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -180,9 +180,9 @@ def short_id(full_id: str) -> str:
     return full_id[:12]
 
 
-@dataclass(frozen=True)
-class ContainerEvents:
-    """What the stream told about one container since the exporter started watching."""
+class ContainerEvents(msgspec.Struct, frozen=True, gc=False):
+    """What the stream told about one container since the exporter started watching (a
+    struct the GC does not track: a host keeps one per container that had events)."""
 
     restarts: int = 0
     oom_kills: int = 0
@@ -250,21 +250,21 @@ class EventCounter:
         seen = self.containers.get(cid)
         known = seen is not None
         c = seen or ContainerEvents()
-        c = replace(c, last_event=event.time_nano)
+        c = msgspec.structs.replace(c, last_event=event.time_nano)
         action = event.action
         if action == "create":
-            c = replace(c, created_seen=True)
+            c = msgspec.structs.replace(c, created_seen=True)
         elif action == "start":
             first = (known and c.created_seen and not c.started) or (
                 not known and never_started is not None and never_started(cid)
             )
-            c = replace(c, started=True, restarts=c.restarts + (0 if first else 1))
+            c = msgspec.structs.replace(c, started=True, restarts=c.restarts + (0 if first else 1))
         elif action == "die":
-            c = replace(c, started=True)
+            c = msgspec.structs.replace(c, started=True)
             if event.exit_code is not None:
-                c = replace(c, last_exit_code=event.exit_code)
+                c = msgspec.structs.replace(c, last_exit_code=event.exit_code)
         elif action == "oom":
-            c = replace(c, oom_kills=c.oom_kills + 1)
+            c = msgspec.structs.replace(c, oom_kills=c.oom_kills + 1)
         self.containers[cid] = c
 
     def forget_gone(self, listed: frozenset[str], listed_at_nano: int) -> None:

@@ -198,8 +198,10 @@ IMAGE_TAG_INFO = _g(
 IMAGE_LAST_USED = _g(
     "docker_image_last_used_timestamp_seconds",
     IMAGE_KEY,
-    "Collection time while a container using the image is running, paused or restarting;"
-    " otherwise the newest creation time of any container using it. No series for an image"
+    "While a container using the image is running, paused or restarting: the time of the"
+    " last list that saw it so (a full list every collection interval, or a list of the"
+    " containers an event named); otherwise the newest creation time of any container"
+    " using it. No series for an image"
     " that no existing container uses: the engine keeps no record of past use.",
     INVENTORY,
 )
