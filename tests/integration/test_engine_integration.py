@@ -216,9 +216,12 @@ def test_removed_objects_vanish_and_engine_restart_recovers(fresh_engine, run_ex
     log = exp.log()
     # once per cause: dockerd 26.1 removes its socket first and, with the event stream open,
     # exits seconds later, so a run may fail on a list (its /version cached) before the next
-    # one fails on /version: two causes, each logged once
+    # one fails on /version; on a busy machine the starting engine may also take longer
+    # than the timeout to answer: each cause is logged once, however many runs fail
     failures = [x for x in messages(log) if x.startswith("inventory job: GET")]
-    assert 1 <= len(failures) <= 2 and len(set(failures)) == len(failures), log
+    assert failures and len(set(failures)) == len(failures), log
+    causes = ("cannot connect to", "no answer within")
+    assert all(any(c in x for c in causes) for x in failures), log
     assert all("cannot connect" in x for x in failures), log
     assert "inventory job: recovered" in log and "Traceback" not in log
 

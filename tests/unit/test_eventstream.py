@@ -17,8 +17,10 @@ from tests.support.fake_engine import EventFeed, FakeEngine, Raw, evented_engine
 from tests.support.wait import wait_until
 
 C = "c0ffee" + "0" * 58
+# Short pauses and windows; the connect timeout stays the default, so that a loaded machine
+# (the probe's answer taking over a second) does not pass for a dead engine.
 FAST = StreamSettings(
-    connect_timeout=1.0, idle_resubscribe=30.0, first_pause=0.05, longest_pause=0.2,
+    connect_timeout=5.0, idle_resubscribe=30.0, first_pause=0.05, longest_pause=0.2,
     max_line=4096, settle=0.05, debounce=0.3,
 )  # fmt: skip
 
@@ -49,11 +51,20 @@ class Watched:
             return self.published[-1] if self.published else EventsSnapshot()
 
     def wait(self, check, what: str, timeout: float = 20.0) -> EventsSnapshot:
+        seen: list[EventsSnapshot] = []
+
         def ready() -> EventsSnapshot | None:
             last = self.last
+            seen[:] = [last]
             return last if check(last) else None
 
-        found = wait_until(ready, timeout, what=what, ignore=())
+        found = wait_until(
+            ready,
+            timeout,
+            what=what,
+            ignore=(),
+            diagnostics=lambda: f"the last counts published: {seen[0] if seen else None}",
+        )
         assert found is not None
         return found
 
@@ -134,7 +145,9 @@ def test_garbage_and_endless_lines_are_skipped_and_logged_once(feed, watched, ca
 def test_a_silent_peer_is_told_from_a_quiet_stream(feed, caplog):
     engine, events = feed
     caplog.set_level(logging.WARNING, "exporter.eventstream")
-    quiet = Watched(engine, StreamSettings(**{**FAST.__dict__, "idle_resubscribe": 0.3}))
+    quiet = Watched(
+        engine, StreamSettings(**{**FAST.__dict__, "idle_resubscribe": 0.3, "connect_timeout": 1.0})
+    )
     quiet.stream.subscribe()
     try:
         # quiet: every idle window it subscribes again, and stays up
