@@ -23,7 +23,8 @@ thread (``EventLoop``), so a fleet of 200 engines costs one thread, not 200.
   engine's CA only, never REQUESTS_CA_BUNDLE or SSL_CERT_FILE); a redirect is an error.
 - **Freshness**: an event that changes the inventory asks the target for a collection,
   ``settle`` after it and at most once per window: ``debounce`` (1 s), or four times the
-  last collection's duration where that is longer (a 10k-container host).
+  last collection's duration where that is longer (a 10k-container host). What changed
+  goes to ``InventoryChanges``: the inventory job lists only those containers (events.py).
 """
 
 from __future__ import annotations

@@ -13,6 +13,9 @@ from typing import Any
 
 import pytest
 
+from exporter.config import EngineConfig
+from exporter.engine import EngineClient
+from exporter.records import decode_containers
 from tests.harness import scenario as sc
 from tests.harness.dockerd import Engine
 from tests.support.env import clean_env, need
@@ -200,6 +203,9 @@ def test_run_and_rm_show_long_before_the_interval(fresh_engine, run_exporter):
         timeout=30,
     )
     shown = time.monotonic() - started
+    # what that collection asked for: the container the events named, by its full ID
+    fresh_id = eng.inspect("fresh")[0]["Id"]
+    assert listed_names(eng.unix_url, [fresh_id]) == ["fresh"]
     started = time.monotonic()
     eng.cli("rm", "-f", "fresh")
     exp.wait_for(
@@ -211,6 +217,48 @@ def test_run_and_rm_show_long_before_the_interval(fresh_engine, run_exporter):
     print(
         f"\nfreshness on {eng.build.version}: docker run -d {shown:.2f}s, docker rm -f {gone:.2f}s"
     )
+
+
+def listed_names(url: str, ids: list[str]) -> list[str]:
+    """The names ``/containers/json?all=1&filters={"id": ids}`` lists, as the inventory job
+    asks after events."""
+    client = EngineClient(EngineConfig(url), 10.0)
+    try:
+        return sorted(c.name for c in client.containers(decode=decode_containers, ids=ids))
+    finally:
+        client.close()
+
+
+def test_a_list_by_id_names_only_those_containers(fresh_engine):
+    """The engine applies the id filter the patch relies on: full IDs, none of the others,
+    and nothing for a removed container."""
+    eng = fresh_engine
+    tiny_image(eng)
+    names = ("by-id-a", "by-id-b", "by-id-c")
+    ids = [eng.cli("create", "--name", n, IMAGE, "true").stdout.strip() for n in names]
+    assert listed_names(eng.unix_url, ids[:2]) == ["by-id-a", "by-id-b"]
+    eng.cli("rm", ids[1])
+    assert listed_names(eng.unix_url, ids[:2]) == ["by-id-a"]
+    assert listed_names(eng.unix_url, [ids[1]]) == []
+
+
+def test_podman_lists_by_id():
+    from tests.harness.podman import podman_available, start_podman
+
+    need(podman_available())
+    pod = start_podman()
+    try:
+        ctx = pod.root / "by-id"
+        sc.write_context(ctx, 'FROM scratch\nCOPY busybox /bin/busybox\nCMD ["/bin/busybox"]\n')
+        shutil.copy(sc.BUSYBOX, ctx / "busybox")
+        pod.cli("build", "-q", "-t", IMAGE, str(ctx))
+        names = ("by-id-a", "by-id-b", "by-id-c")
+        ids = [pod.cli("create", "--name", n, IMAGE, "true").stdout.strip() for n in names]
+        assert listed_names(pod.unix_url, ids[:2]) == ["by-id-a", "by-id-b"]
+        pod.cli("rm", ids[1])
+        assert listed_names(pod.unix_url, [ids[1]]) == []
+    finally:
+        pod.close()
 
 
 def test_podman_events(run_exporter):
