@@ -41,16 +41,18 @@ from .records import (
 )
 from .registry import RegistryChecker, TagCheck, parse_registry_config, shared_checker
 from .snapshot import (
+    ContainerFactory,
     ContainerSizesSnapshot,
     DiskUsageSnapshot,
     InventorySnapshot,
     SwarmSnapshot,
+    assemble_inventory,
     build_container_sizes,
     build_disk_usage,
-    build_inventory,
     build_swarm,
     patch_inventory,
     short_id,
+    tag_index,
 )
 from .state import JobStatus, Slot, State
 from .updates import (
@@ -149,8 +151,11 @@ class InventoryJob(Job[InventorySnapshot]):
         # the project labels always: docker_project_containers counts by them
         images = self.client.images(lambda body: decode_images(body, release=True))
         keys = frozenset(self.label_keys).union(PROJECT_LABELS)
-        containers = self.client.containers(incremental=lambda: ContainerStream(keys))
-        return build_inventory(engine, images, containers, now, self.label_keys)
+        tag_to_id = tag_index(images)
+        facts_of = ContainerFactory(tag_to_id, self.label_keys)
+        # each container's facts are made as its piece is decoded: its record goes at once
+        containers = self.client.containers(incremental=lambda: ContainerStream(keys, facts_of))
+        return assemble_inventory(engine, images, containers, tag_to_id, now)
 
     def _patch(
         self, previous: InventorySnapshot, changed: frozenset[str], now: float

@@ -7,7 +7,7 @@ tested on recorded engine answers alone. The collector only reads these objects.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 
@@ -125,7 +125,7 @@ def _outdated(
     return current != short_id(container.image_id)
 
 
-class _ContainerFactory:
+class ContainerFactory:
     """ContainerFacts from records, against one image list (tags: short image IDs).
 
     Many containers share an image and a reference (CI hosts: thousands of exited runs of
@@ -187,6 +187,15 @@ def _image_use(
     return users, last_used
 
 
+def tag_index(images: Iterable[ImageRecord]) -> dict[str, str]:
+    """Each tag, normalized as ``docker images`` shows it, to its image's short ID."""
+    tag_to_id: dict[str, str] = {}
+    for image in images:
+        for tag in image.repo_tags:
+            tag_to_id[normalize_ref(tag)] = short_id(image.id)
+    return tag_to_id
+
+
 def build_inventory(
     engine: EngineInfo,
     images: Iterable[ImageRecord],
@@ -195,26 +204,35 @@ def build_inventory(
     label_keys: tuple[str, ...] = (),
 ) -> InventorySnapshot:
     images = tuple(images)
-    containers = tuple(containers)
-    tag_to_id: dict[str, str] = {}
-    for image in images:
-        for tag in image.repo_tags:
-            tag_to_id[normalize_ref(tag)] = short_id(image.id)
+    tag_to_id = tag_index(images)
+    facts_of = ContainerFactory(tag_to_id, label_keys)
+    return assemble_inventory(
+        engine, images, [facts_of(c) for c in containers], tag_to_id, collected_at
+    )
 
+
+def assemble_inventory(
+    engine: EngineInfo,
+    images: Sequence[ImageRecord],
+    containers: Iterable[tuple[ContainerFacts, str]],
+    tag_to_id: Mapping[str, str],
+    collected_at: float,
+) -> InventorySnapshot:
+    """The inventory of ``images`` and of ``containers``' facts and projects, which a
+    ``ContainerFactory`` of ``tag_to_id`` (``tag_index(images)``) made."""
     by_state: dict[str, int] = dict.fromkeys(CONTAINER_STATES, 0)
     projects: dict[str, dict[str, int]] = {}
     container_projects: dict[str, str] = {}
     container_facts = []
-    facts_of = _ContainerFactory(tag_to_id, label_keys)
-    for c in containers:
-        facts, project = facts_of(c)
-        by_state[c.state] = by_state.get(c.state, 0) + 1
+    for facts, project in containers:
+        state = facts.state
+        by_state[state] = by_state.get(state, 0) + 1
         if project:
             counts = projects.get(project)
             if counts is None:
                 counts = projects[project] = dict.fromkeys(CONTAINER_STATES, 0)
-            counts[c.state] = counts.get(c.state, 0) + 1
-            container_projects[c.name] = project
+            counts[state] = counts.get(state, 0) + 1
+            container_projects[facts.name] = project
         container_facts.append(facts)
     users, last_used = _image_use(container_facts, collected_at)
 
@@ -264,7 +282,7 @@ def patch_inventory(
     changed containers get their counts and last use again; other images keep the last use
     their last list saw. It costs a pass over the previous facts, not a decoding of them.
     """
-    facts_of = _ContainerFactory(previous.tag_to_id, label_keys)
+    facts_of = ContainerFactory(previous.tag_to_id, label_keys)
     new: dict[str, tuple[ContainerFacts, str]] = {}
     for record in listed:
         facts, project = facts_of(record)

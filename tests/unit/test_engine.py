@@ -19,7 +19,7 @@ import pytest
 from exporter import records
 from exporter.config import EngineConfig, TLSSettings
 from exporter.engine import DF_BUSY, ENDPOINTS, SYSTEM_DF, EngineClient, EngineError
-from exporter.records import ContainerStream
+from exporter.records import ContainerRecord, ContainerStream
 from tests.support import loopback
 from tests.support.certs import generate_certs
 from tests.support.fake_engine import SYNTHETIC_ANSWERS, FakeEngine, Raw, synthetic_engine
@@ -259,9 +259,9 @@ def stream_engine(answer: object) -> FakeEngine:
 def test_containers_are_decoded_as_they_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(records, "PIECE_BYTES", 4096)
     body = json.dumps(DOCKER_CONTAINERS, separators=(",", ":")).encode()  # Docker's own form
-    streams: list[ContainerStream] = []
+    streams: list[ContainerStream[ContainerRecord]] = []
 
-    def stream() -> ContainerStream:
+    def stream() -> ContainerStream[ContainerRecord]:
         streams.append(ContainerStream(frozenset({"a"})))
         return streams[-1]
 
