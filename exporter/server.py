@@ -51,6 +51,9 @@ log = logging.getLogger(__name__)
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 UNAUTHENTICATED_PATHS = frozenset({"/-/healthy"})  # liveness only: tells nothing
+# Answered on the event loop itself (the app's answer for them never blocks): liveness and
+# readiness never wait behind scrapes, a full worker pool or a reload.
+LOOP_PATHS = frozenset({"/-/healthy", "/-/ready"})
 _CHUNK = 256 * 1024
 # what Go's net/http answers a plain HTTP request on a TLS port, byte for byte
 PLAIN_HTTP_TO_TLS = (
@@ -430,8 +433,12 @@ class HTTPServer:
         headers: list[tuple[bytes, bytes]]
         body: bytes
         denied = await self._authenticate(request)
+        environ = self._environ(request, writer) if denied is None else {}
         if denied is not None:
             status, headers, body = denied
+        elif environ["PATH_INFO"] in LOOP_PATHS:
+            # answered here, at once: never behind scrapes, the workers or a reload
+            status, headers, body = self._call(environ)
         elif max_requests and self.in_flight >= max_requests:
             status = "503 Service Unavailable"
             headers = [(b"Content-Type", b"text/plain")]
@@ -440,7 +447,6 @@ class HTTPServer:
             self.in_flight += 1
             conn.busy = True
             try:
-                environ = self._environ(request, writer)
                 status, headers, body = await self.loop.run_in_executor(
                     self.pool, self._call, environ
                 )
@@ -537,7 +543,8 @@ class HTTPServer:
         )
 
     def _call(self, environ: dict[str, Any]) -> tuple[str, list[tuple[bytes, bytes]], bytes]:
-        """In a pool thread: the app (authentication was done before)."""
+        """In a pool thread (on the loop for LOOP_PATHS): the app (authentication was done
+        before)."""
         out: dict[str, Any] = {}
 
         def start_response(status: str, headers: list[tuple[str, str]], *_: Any) -> None:

@@ -3,7 +3,9 @@
 - a stopped Target closes its engine clients, without waiting for the garbage collector
   (their closures sat in reference cycles that only a full GC freed, sockets and all);
 - scrapes of cold on-scrape targets and the idle stop never wait on a reload's reading
-  and building: only on the brief swap.
+  and building: only on the brief swap;
+- health and readiness are answered on the server's event loop, never behind workers that
+  scrapes hold.
 The whole-fleet figures (eight changes of 300 targets) are in tests/bench_hardening.py.
 """
 
@@ -13,14 +15,18 @@ import contextlib
 import gc
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
 
 from exporter.cli import parse_config
 from exporter.fleet import Fleet
 from exporter.jobs import Scheduler
+from exporter.server import HTTPServer, Limits
+from exporter.web import make_app
 from tests.support.fake_engine import FakeEngine, synthetic_engine
 from tests.support.wait import wait_until
 
@@ -133,3 +139,54 @@ def test_cold_scrapes_do_not_wait_on_a_reload(tmp_path, engine):
         release.set()
         reload.join(30)
         fleet.shutdown()
+
+
+def test_health_and_readiness_never_wait_behind_held_workers():
+    """Every worker and the whole --web.max-requests budget held by scrapes that wait (cold
+    targets waiting on a reload, say): /-/healthy and /-/ready are still answered, while
+    those scrapes are still waiting."""
+    release = threading.Event()
+    held = threading.Semaphore(0)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        if environ["PATH_INFO"] == "/metrics":
+            held.release()
+            release.wait(60)
+        return make_app(Ready(), "/metrics")(environ, start_response)  # type: ignore[return-value]
+
+    limits = Limits(workers=2, max_requests=2)
+    server = HTTPServer(app, "127.0.0.1", 0, limits)
+    server.start()
+    base = f"http://127.0.0.1:{server.port}"
+    scrapes = [
+        threading.Thread(target=requests.get, args=(f"{base}/metrics",), kwargs={"timeout": 60})
+        for _ in range(2)
+    ]
+    try:
+        for thread in scrapes:
+            thread.start()
+        for _ in range(2):
+            assert held.acquire(timeout=30), "a scrape never reached a worker"
+        assert requests.get(f"{base}/metrics", timeout=30).status_code == 503  # budget spent
+        for path, text in (("/-/healthy", "Healthy\n"), ("/-/ready", "Ready\n")):
+            answer = requests.get(base + path, timeout=30)
+            assert (answer.status_code, answer.text) == (200, text)
+        assert all(thread.is_alive() for thread in scrapes)  # still held meanwhile
+    finally:
+        release.set()
+        for thread in scrapes:
+            thread.join(30)
+        server.shutdown()
+
+
+class Ready:
+    description = "unix:///var/run/docker.sock"
+
+    def exposition(self, target: str | None) -> None:
+        return None
+
+    def ready(self) -> bool:
+        return True
+
+    def service_discovery(self) -> None:
+        return None
