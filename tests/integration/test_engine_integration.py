@@ -19,7 +19,7 @@ import pytest
 
 from tests.harness import scenario as sc
 from tests.harness.dockerd import Engine
-from tests.support.env import clean_env, need
+from tests.support.env import clean_env
 from tests.support.humanize import human_size
 from tests.support.logs import messages
 from tests.support.prometheus import run_promtool
@@ -226,11 +226,10 @@ def test_removed_objects_vanish_and_engine_restart_recovers(fresh_engine, run_ex
     assert "inventory job: recovered" in log and "Traceback" not in log
 
 
-def test_podman_compatible_api(run_exporter):
-    from tests.harness.podman import build_podman_scenario, podman_available, start_podman
+def test_podman_compatible_api(podman_build, run_exporter):
+    from tests.harness.podman import build_podman_scenario, start_podman
 
-    need(podman_available())
-    pod = start_podman()
+    pod = start_podman(build=podman_build)
     try:
         build_podman_scenario(pod)
         exp = run_exporter("--docker.host", pod.unix_url, *FAST, env=exporter_env())

@@ -18,7 +18,7 @@ from exporter.engine import EngineClient
 from exporter.records import decode_containers
 from tests.harness import scenario as sc
 from tests.harness.dockerd import Engine
-from tests.support.env import clean_env, need
+from tests.support.env import clean_env
 from tests.support.promql import value
 from tests.support.relay import Relay
 from tests.support.wait import wait_until
@@ -242,16 +242,15 @@ def test_a_list_by_id_names_only_those_containers(fresh_engine):
     assert listed_names(eng.unix_url, [ids[1]]) == []
 
 
-def test_podman_lists_by_id():
-    from tests.harness.podman import podman_available, start_podman
+def test_podman_lists_by_id(podman_build):
+    from tests.harness.podman import start_podman
 
-    need(podman_available())
-    pod = start_podman()
+    pod = start_podman(build=podman_build)
     try:
         ctx = pod.root / "by-id"
         sc.write_context(ctx, 'FROM scratch\nCOPY busybox /bin/busybox\nCMD ["/bin/busybox"]\n')
         shutil.copy(sc.BUSYBOX, ctx / "busybox")
-        pod.cli("build", "-q", "-t", IMAGE, str(ctx))
+        pod.cli("build", "--network", "none", "-q", "-t", IMAGE, str(ctx))
         names = ("by-id-a", "by-id-b", "by-id-c")
         ids = [pod.cli("create", "--name", n, IMAGE, "true").stdout.strip() for n in names]
         assert listed_names(pod.unix_url, ids[:2]) == ["by-id-a", "by-id-b"]
@@ -261,16 +260,15 @@ def test_podman_lists_by_id():
         pod.close()
 
 
-def test_podman_events(run_exporter):
-    from tests.harness.podman import podman_available, start_podman
+def test_podman_events(podman_build, run_exporter):
+    from tests.harness.podman import start_podman
 
-    need(podman_available())
-    pod = start_podman()
+    pod = start_podman(build=podman_build)
     try:
         ctx = pod.root / "evt"
         sc.write_context(ctx, 'FROM scratch\nCOPY busybox /bin/busybox\nCMD ["/bin/busybox"]\n')
         shutil.copy(sc.BUSYBOX, ctx / "busybox")
-        pod.cli("build", "-q", "-t", IMAGE, str(ctx))
+        pod.cli("build", "--network", "none", "-q", "-t", IMAGE, str(ctx))
         exp = run_exporter("--docker.host", pod.unix_url, *SLOW, env=exporter_env())
         exp.wait_for(lambda s: value(s, "docker_exporter_events_stream_up") == 1.0)
         pod.cli(
