@@ -210,6 +210,26 @@ def current_image_disk(
     )
 
 
+def image_disk_totals(
+    disk_usage: DiskUsageSnapshot, inventory: InventorySnapshot | None
+) -> tuple[int, int]:
+    """(dangling, unused) unique bytes of the images the newest inventory lists, dangling as
+    the list says (the engine's own ``dangling=true``), so they add up from the per-image
+    series. Podman's /system/df also lists a build's intermediate images (``<none>``, the
+    parents of tagged ones) that its list and ``podman images -f dangling=true`` leave out.
+    Without an inventory, the df's own figures."""
+    if inventory is None:
+        return disk_usage.dangling_unique, disk_usage.unused_unique
+    dangling_ids = {i.image_id for i in inventory.images if i.dangling}
+    dangling = unused = 0
+    for image in current_image_disk(disk_usage, inventory):
+        if image.unused:
+            unused += image.unique
+            if image.image_id in dangling_ids:
+                dangling += image.unique
+    return dangling, unused
+
+
 def current_container_sizes(
     sizes: ContainerSizesSnapshot, inventory: InventorySnapshot | None
 ) -> tuple[ContainerSize, ...]:
@@ -531,8 +551,9 @@ class DockerCollector(Collector):
                 )
             )
         if "images" in snap.resources:
-            parts.append(_single(m.IMAGES_DANGLING_UNIQUE, float(snap.dangling_unique)))
-            parts.append(_single(m.IMAGES_UNUSED_UNIQUE, float(snap.unused_unique)))
+            dangling, unused = image_disk_totals(snap, inventory)
+            parts.append(_single(m.IMAGES_DANGLING_UNIQUE, float(dangling)))
+            parts.append(_single(m.IMAGES_UNUSED_UNIQUE, float(unused)))
             if self.per_image:
                 parts.append(
                     ObjectFamilies(
