@@ -21,7 +21,14 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from . import metrics as m
-from .events import CONTAINER_ACTIONS, IMAGE_ACTIONS, OTHER, TYPES, EventsSnapshot
+from .events import (
+    CONTAINER_ACTIONS,
+    DIE_INSPECT_RESULTS,
+    IMAGE_ACTIONS,
+    OTHER,
+    TYPES,
+    EventsSnapshot,
+)
 from .metrics import MetricSpec
 from .snapshot import (
     ContainerFacts,
@@ -380,6 +387,7 @@ class DockerCollector(Collector):
                         m.EVENTS_REPLAY_GAPS,
                         m.EVENTS_LAST_TIMESTAMP,
                         m.EVENTS_TOTAL,
+                        m.EVENTS_DIE_INSPECTS,
                     )
                 ),
                 (
@@ -388,6 +396,7 @@ class DockerCollector(Collector):
                     (((), float(snap.replay_gaps)),),
                     last,
                     tuple((kind, float(snap.by_action.get(kind, 0))) for kind in EVENT_KINDS),
+                    tuple(((r,), float(snap.die_inspects.get(r, 0))) for r in DIE_INSPECT_RESULTS),
                 ),
             )
         ]

@@ -195,13 +195,15 @@ class Podman(ApiDaemon):
         cwd: Path | None = None,
         timeout: float | None = 300.0,
     ) -> subprocess.CompletedProcess[str]:
-        """``podman <same storage flags as the service> ARGS`` (text, output captured)."""
+        """``podman <same storage flags as the service> ARGS`` (text, output captured), in
+        ``root`` unless ``cwd``: 4.3's conmon writes its ``oom`` marker in its working
+        directory."""
         return run(
             [*self.global_args(), *args],
             check=check,
             env=self.env(env),
             input=input,
-            cwd=cwd,
+            cwd=cwd or self.root,
             timeout=timeout,
         )
 

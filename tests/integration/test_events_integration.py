@@ -7,6 +7,7 @@ once per dockerd version; Podman 4.3 where its compatible /events applies.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from typing import Any
@@ -285,5 +286,39 @@ def test_podman_events(podman_build, run_exporter):
             lambda s: value(s, "docker_container_restarts_total", name="loop") == 3.0, timeout=30
         )
         assert value(s, "docker_container_last_exit_code", name="loop") == 2.0
+        assert value(s, "docker_exporter_events_die_inspects_total", result="oom") == 0.0
+
+        # Podman sends no oom event: the die (exit 137) is inspected once for OOMKilled.
+        # 5.8 says true: one OOM kill. 4.3 (its conmon, on this host's cgroup v1) says false,
+        # as its own `podman inspect` does: 0, the die inspected and found no OOM.
+        pod.cli(
+            "run", "-d", "--name", "hog", "--memory=32m", "--memory-swap=32m", IMAGE,
+            "/bin/busybox", "tail", "/dev/zero",
+        )  # fmt: skip
+
+        def hog_state() -> dict[str, Any]:
+            state: dict[str, Any] = json.loads(
+                pod.cli("inspect", "--format", "{{json .State}}", "hog").stdout
+            )
+            return state
+
+        wait_until(lambda: hog_state()["Status"] == "exited", 60, what="the OOM kill")
+        state = hog_state()
+        assert (state["OOMKilled"], state["ExitCode"]) == (podman_build.version == "5.8", 137)
+        result = "oom" if state["OOMKilled"] else "no_oom"
+        oom = float(state["OOMKilled"])
+        s = exp.wait_for(
+            lambda s: (
+                value(s, "docker_exporter_events_die_inspects_total", result=result) == 1
+                and value(s, "docker_container_oom_kills_total", name="hog") == oom
+            )
+        )
+        assert value(s, "docker_container_last_exit_code", name="hog") == 137.0
+        # only the 137 die was inspected: the loop's three exit-2 dies were not
+        inspects = {
+            r: value(s, "docker_exporter_events_die_inspects_total", result=r)
+            for r in ("oom", "no_oom", "failed", "skipped")
+        }
+        assert sum(v or 0 for v in inspects.values()) == 1.0, inspects
     finally:
         pod.close()
