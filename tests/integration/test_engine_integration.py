@@ -261,6 +261,25 @@ def test_podman_compatible_api(podman_build, run_exporter):
         pod.close()
 
 
+def test_a_stopped_podman_leaves_nothing_mounted_or_running(podman_build):
+    """5.8's chroot: overlay, /proc, /sys, /dev and the bound root, then the mounts podman
+    makes for a running container (in its private namespace): all gone after close()."""
+    from tests.harness.dockerd import _mounts_under, _pids_referencing
+    from tests.harness.podman import ULIMITS, start_podman
+
+    pod = start_podman(build=podman_build)
+    try:
+        ctx = sc.write_context(pod.root / "b", sc._BASE_DOCKERFILE, with_busybox=True)
+        pod.cli("build", "--network", "none", "-q", "-t", sc.BASE, str(ctx))
+        pod.cli("run", "-d", *ULIMITS, "--name", "left-running", sc.BASE, "sleep", "100000")
+        mounted = _mounts_under(pod.root)
+        assert len(mounted) >= (6 if podman_build.chroot is not None else 0), mounted
+    finally:
+        pod.close()
+    assert _mounts_under(pod.root) == [] and not pod.root.exists()
+    assert _pids_referencing(pod.root) == []
+
+
 def podman_disk_usage_matches_its_cli(
     pod: Podman, s: Samples, version: str, dangling_id: str
 ) -> None:
