@@ -125,6 +125,9 @@ def test_oom_kill_counts_one_and_exit_137(fresh_engine, run_exporter):
     assert value(s, "docker_container_last_exit_code", name="hog") == 137.0
     assert value(s, "docker_container_restarts_total", name="hog") == 0.0
     assert value(s, "docker_events_total", type="container", action="oom") == 1.0
+    # the oom event counts: Docker's dies are never inspected (Podman's are)
+    for result in ("oom", "no_oom", "failed", "skipped"):
+        assert value(s, "docker_exporter_events_die_inspects_total", result=result) == 0.0
 
 
 def test_healthcheck_execs_never_reach_the_exporter(fresh_engine, run_exporter):
