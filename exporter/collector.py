@@ -21,7 +21,14 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from . import metrics as m
-from .events import CONTAINER_ACTIONS, IMAGE_ACTIONS, OTHER, TYPES, EventsSnapshot
+from .events import (
+    CONTAINER_ACTIONS,
+    DIE_INSPECT_RESULTS,
+    IMAGE_ACTIONS,
+    OTHER,
+    TYPES,
+    EventsSnapshot,
+)
 from .metrics import MetricSpec
 from .snapshot import (
     ContainerFacts,
@@ -210,6 +217,26 @@ def current_image_disk(
     )
 
 
+def image_disk_totals(
+    disk_usage: DiskUsageSnapshot, inventory: InventorySnapshot | None
+) -> tuple[int, int]:
+    """(dangling, unused) unique bytes of the images the newest inventory lists, dangling as
+    the list says (the engine's own ``dangling=true``), so they add up from the per-image
+    series. Podman's /system/df also lists a build's intermediate images (``<none>``, the
+    parents of tagged ones) that its list and ``podman images -f dangling=true`` leave out.
+    Without an inventory, the df's own figures."""
+    if inventory is None:
+        return disk_usage.dangling_unique, disk_usage.unused_unique
+    dangling_ids = {i.image_id for i in inventory.images if i.dangling}
+    dangling = unused = 0
+    for image in current_image_disk(disk_usage, inventory):
+        if image.unused:
+            unused += image.unique
+            if image.image_id in dangling_ids:
+                dangling += image.unique
+    return dangling, unused
+
+
 def current_container_sizes(
     sizes: ContainerSizesSnapshot, inventory: InventorySnapshot | None
 ) -> tuple[ContainerSize, ...]:
@@ -360,6 +387,7 @@ class DockerCollector(Collector):
                         m.EVENTS_REPLAY_GAPS,
                         m.EVENTS_LAST_TIMESTAMP,
                         m.EVENTS_TOTAL,
+                        m.EVENTS_DIE_INSPECTS,
                     )
                 ),
                 (
@@ -368,6 +396,7 @@ class DockerCollector(Collector):
                     (((), float(snap.replay_gaps)),),
                     last,
                     tuple((kind, float(snap.by_action.get(kind, 0))) for kind in EVENT_KINDS),
+                    tuple(((r,), float(snap.die_inspects.get(r, 0))) for r in DIE_INSPECT_RESULTS),
                 ),
             )
         ]
@@ -531,8 +560,9 @@ class DockerCollector(Collector):
                 )
             )
         if "images" in snap.resources:
-            parts.append(_single(m.IMAGES_DANGLING_UNIQUE, float(snap.dangling_unique)))
-            parts.append(_single(m.IMAGES_UNUSED_UNIQUE, float(snap.unused_unique)))
+            dangling, unused = image_disk_totals(snap, inventory)
+            parts.append(_single(m.IMAGES_DANGLING_UNIQUE, float(dangling)))
+            parts.append(_single(m.IMAGES_UNUSED_UNIQUE, float(unused)))
             if self.per_image:
                 parts.append(
                     ObjectFamilies(

@@ -49,9 +49,11 @@ ACTIONS = frozenset(CONTAINER_ACTIONS + IMAGE_ACTIONS)
 OTHER = "other"
 TYPES = ("container", "image")
 # The /events filter: what the exporter uses, matched by the engine on the action without
-# its ": suffix" (so "exec_start: sh -c ..." is never sent).
+# its ": suffix" (so "exec_start: sh -c ..." is never sent). Podman 4.3 matches it on its own
+# status name, "died" for the die it sends (without it, no die ever comes); Docker and Podman
+# 5 match "die", and no engine sends a "died".
 FILTERS: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {"type": TYPES, "event": CONTAINER_ACTIONS + IMAGE_ACTIONS}
+    {"type": TYPES, "event": CONTAINER_ACTIONS + IMAGE_ACTIONS + ("died",)}
 )
 # Actions after which the inventory (images, containers, their states) is out of date.
 CHANGES_INVENTORY = frozenset(
@@ -78,6 +80,12 @@ CHANGES_INVENTORY = frozenset(
 # 65 bytes each, under a socket proxy's 16 KiB request buffer); more changed ones ask for a
 # full list.
 PATCH_LIMIT = 100
+# Podman sends no oom event: a die with this exit code (SIGKILL, what the OOM killer sends)
+# is inspected once for State.OOMKilled. The results docker_exporter_events_die_inspects_total
+# names: the inspect said OOMKilled true or false, it failed (the container gone, say), or
+# it was skipped (too many waiting).
+OOM_EXIT_CODE = 137
+DIE_INSPECT_RESULTS = ("oom", "no_oom", "failed", "skipped")
 # How many events moby holds for replay (daemon/events, eventsLimit).
 ENGINE_REPLAY_LIMIT = 256
 # Keys of counted events remembered to drop replays: far more than any replay holds.
@@ -202,6 +210,7 @@ class EventsSnapshot:
     last_timestamp: float | None = None  # engine time of the newest event, seconds
     by_action: Mapping[tuple[str, str], int] = field(default_factory=dict)
     containers: Mapping[str, ContainerEvents] = field(default_factory=dict)  # by short id
+    die_inspects: Mapping[str, int] = field(default_factory=dict)  # by DIE_INSPECT_RESULTS
 
 
 NeverStarted = Callable[[str], bool]  # short id -> the newest inventory lists it as created
@@ -223,6 +232,7 @@ class EventCounter:
         self.reconnects = 0
         self.replay_gaps = 0
         self.dropped_replays = 0  # events dropped as already counted (for tests and logs)
+        self.die_inspects: dict[str, int] = dict.fromkeys(DIE_INSPECT_RESULTS, 0)
 
     def add(self, event: EventRecord, never_started: NeverStarted | None = None) -> bool:
         """Count one event; False (and nothing counted) when it was counted before."""
@@ -267,6 +277,16 @@ class EventCounter:
             c = msgspec.structs.replace(c, oom_kills=c.oom_kills + 1)
         self.containers[cid] = c
 
+    def inspected(self, actor_id: str, oom_killed: bool | None) -> None:
+        """What the inspect after a die said (``None``: no answer): on an engine that sends no
+        oom event, OOMKilled true after that die is the container's OOM kill."""
+        result = "failed" if oom_killed is None else "oom" if oom_killed else "no_oom"
+        self.die_inspects[result] += 1
+        cid = short_id(actor_id)
+        c = self.containers.get(cid)
+        if oom_killed and c is not None:
+            self.containers[cid] = msgspec.structs.replace(c, oom_kills=c.oom_kills + 1)
+
     def forget_gone(self, listed: frozenset[str], listed_at_nano: int) -> None:
         """Drop containers the inventory no longer lists and the stream has not named since
         it was taken (their destroy may have come while the stream was down)."""
@@ -290,6 +310,7 @@ class EventCounter:
             last_timestamp=self.last_nano / 1e9 if self.last_nano else None,
             by_action=MappingProxyType(dict(self.by_action)),
             containers=MappingProxyType(dict(self.containers)),
+            die_inspects=MappingProxyType(dict(self.die_inspects)),
         )
 
 

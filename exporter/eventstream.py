@@ -21,6 +21,10 @@ thread (``EventLoop``), so a fleet of 200 engines costs one thread, not 200.
 - **Bounded input**: each line at most ``max_line`` bytes (a longer one is skipped to its
   end), each cause of junk logged once; TLS exactly as the engine client builds it (the
   engine's CA only, never REQUESTS_CA_BUNDLE or SSL_CERT_FILE); a redirect is an error.
+- **Podman's OOM kills**: Podman (its answers carry ``Libpod-Api-Version``) sends no ``oom``
+  event; a ``die`` with exit code 137 is inspected once (``GET /containers/{id}/json``, one
+  at a time, at most ``INSPECT_QUEUE`` waiting) and State.OOMKilled counts the kill. That is
+  one request per such event, never per object.
 - **Freshness**: an event that changes the inventory asks the target for a collection,
   ``settle`` after it and at most once per window: ``debounce`` (1 s), or four times the
   last collection's duration where that is longer (a 10k-container host). What changed
@@ -37,10 +41,11 @@ import socket
 import ssl
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import h11
 
@@ -50,8 +55,10 @@ from .events import (
     CHANGES_INVENTORY,
     ENGINE_REPLAY_LIMIT,
     FILTERS,
+    OOM_EXIT_CODE,
     EventCounter,
     EventDataError,
+    EventRecord,
     EventsSnapshot,
     InventoryChanges,
     NeverStarted,
@@ -66,6 +73,8 @@ READ_CHUNK = 1 << 16
 MAX_HEADER_BYTES = 16 * 1024
 MAX_ERROR_BODY = 4096
 USER_AGENT = "docker-inventory-exporter"
+INSPECT_QUEUE = 64  # Podman dies waiting for their inspect; more are skipped (and counted)
+MAX_INSPECT_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -226,6 +235,9 @@ class EventStream:
         self._failing: str | None = None  # the current failure's cause, logged once
         self._was_open = False  # the current session subscribed
         self._stopped = False
+        self._libpod = False  # the engine is Podman: it sends no oom event
+        self._dies: deque[str] = deque()  # Podman dies waiting for their inspect
+        self._inspector: asyncio.Task[None] | None = None
 
     # --- from any thread ---------------------------------------------------------------
 
@@ -261,6 +273,9 @@ class EventStream:
         if self._task is not None:
             self._task.cancel()
             self._task = None
+        if self._inspector is not None:
+            self._inspector.cancel()
+            self._inspector = None
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
@@ -324,14 +339,15 @@ class EventStream:
         return reader, writer, parts.netloc
 
     async def _request(
-        self, params: dict[str, str]
+        self, params: dict[str, str], path: str = EVENTS
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, h11.Connection, h11.Response]:
-        """Open a connection and send GET /events; the answer's head, once it is a 200."""
+        """Open a connection and send GET /events (or ``path``); the answer's head, once it
+        is a 200."""
         timeout = self.settings.connect_timeout
         reader, writer, host = await asyncio.wait_for(self._open(), timeout)
         try:
             conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEADER_BYTES)
-            target = f"{EVENTS}?{urlencode(params)}"
+            target = f"{path}?{urlencode(params)}" if params else path
             request = h11.Request(
                 method="GET",
                 target=target,
@@ -404,6 +420,7 @@ class EventStream:
             for name, value in response.headers:
                 if name == b"date":
                     now = _engine_time(value)
+            self._libpod = any(name == b"libpod-api-version" for name, _ in response.headers)
             if not self._subscribed_at:
                 self._subscribed_at = now or 0
             self.subscriptions += 1
@@ -492,7 +509,62 @@ class EventStream:
         if event.action in CHANGES_INVENTORY:
             self._inventory_dirty = True
             self.changes.add(event)
+        if self._libpod and event.action == "die" and event.exit_code in (OOM_EXIT_CODE, None):
+            self._inspect_die(event)
         self._counts_changed()
+
+    def _inspect_die(self, event: EventRecord) -> None:
+        """Queue one inspect of a Podman container that died by SIGKILL (bounded)."""
+        if event.type != "container" or not event.actor_id:
+            return
+        if len(self._dies) >= INSPECT_QUEUE:
+            self.counter.die_inspects["skipped"] += 1
+            return
+        self._dies.append(event.actor_id)
+        if self._inspector is None or self._inspector.done():
+            self._inspector = asyncio.get_running_loop().create_task(self._inspect_dies())
+
+    async def _inspect_dies(self) -> None:
+        while self._dies:
+            actor_id = self._dies.popleft()
+            self.counter.inspected(actor_id, await self._oom_killed(actor_id))
+            self._counts_changed()
+
+    async def _oom_killed(self, actor_id: str) -> bool | None:
+        """State.OOMKilled of the container, None when there is no such answer."""
+        path = f"/containers/{quote(actor_id, safe='')}/json"
+        try:
+            reader, writer, conn, _ = await self._request({}, path)
+        except (StreamError, OSError, asyncio.TimeoutError, h11.ProtocolError, ssl.SSLError):
+            return None
+        body = bytearray()
+        try:
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    data = await asyncio.wait_for(
+                        reader.read(READ_CHUNK), self.settings.connect_timeout
+                    )
+                    conn.receive_data(data)
+                elif isinstance(event, h11.Data):
+                    body += event.data
+                    if len(body) > MAX_INSPECT_BYTES:
+                        return None
+                elif isinstance(event, h11.EndOfMessage):
+                    break
+                else:
+                    return None
+        except (OSError, asyncio.TimeoutError, h11.ProtocolError):
+            return None
+        finally:
+            writer.close()
+        try:
+            data = json.loads(bytes(body))
+        except ValueError:
+            return None
+        state = data.get("State") if isinstance(data, dict) else None
+        oom = state.get("OOMKilled") if isinstance(state, dict) else None
+        return oom if isinstance(oom, bool) else None
 
     def _long_line(self) -> None:
         self._junk(f"an event line is longer than {self.settings.max_line} bytes; skipped")

@@ -492,7 +492,10 @@ CONTAINER_OOM_KILLS = MetricSpec(
     "docker_container_oom_kills_total",
     "counter",
     ("name",),
-    "The engine's oom events for the container (the kernel's OOM killer hit it)." + WATCHING,
+    "The engine's oom events for the container (the kernel's OOM killer hit it). Podman"
+    " sends none: there, each die with exit code 137 is inspected once and counted when"
+    " State.OOMKilled is true (docker_exporter_events_die_inspects_total says how many could"
+    " not be checked)." + WATCHING,
     "",
 )
 CONTAINER_LAST_EXIT_CODE = _g(
@@ -538,6 +541,15 @@ EVENTS_REPLAY_GAPS = MetricSpec(
     " the outage may be missing from the counters.",
     "",
 )
+EVENTS_DIE_INSPECTS = MetricSpec(
+    "docker_exporter_events_die_inspects_total",
+    "counter",
+    ("result",),
+    "Podman only (it sends no oom event): die events with exit code 137 inspected for"
+    " State.OOMKilled, by result: oom, no_oom, failed (the container was gone or the inspect"
+    " failed: an OOM kill there is not counted), skipped (more than 64 waiting).",
+    "",
+)
 EVENT_METRICS: tuple[MetricSpec, ...] = (
     CONTAINER_RESTARTS,
     CONTAINER_OOM_KILLS,
@@ -547,5 +559,6 @@ EVENT_METRICS: tuple[MetricSpec, ...] = (
     EVENTS_RECONNECTS,
     EVENTS_LAST_TIMESTAMP,
     EVENTS_REPLAY_GAPS,
+    EVENTS_DIE_INSPECTS,
 )
 ALL += EVENT_METRICS

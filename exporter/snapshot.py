@@ -361,6 +361,7 @@ class ImageDiskFacts:
     name: str
     unique: int
     shared: int
+    unused: bool = False  # no container uses it (the df's Containers is 0)
 
 
 @dataclass(frozen=True)
@@ -493,7 +494,11 @@ def build_disk_usage(
         unique = image.size - image.shared_size
         images.append(
             ImageDiskFacts(
-                short_id(image.id), image_name(image.repo_tags), unique, image.shared_size
+                short_id(image.id),
+                image_name(image.repo_tags),
+                unique,
+                image.shared_size,
+                unused=image.containers == 0,
             )
         )
         if image.containers == 0:

@@ -3,7 +3,8 @@
 Starts a private dockerd of each version the engine tests run and a private podman
 service, subscribes to ``/events`` unfiltered, then plays the scenes the exporter counts:
 a ``--restart=on-failure:2`` loop of a command exiting 2, a ``--memory=16m`` container
-outgrowing its limit, a container with a 1 s healthcheck, ``docker restart``,
+outgrowing its limit (32m on Podman: 5.8 needs it), a container with a 1 s healthcheck,
+``docker restart``,
 ``docker rm -f``, a tag and an untag. The raw lines go to
 ``tests/fixtures/<engine>/events.jsonl`` as the engine sent them, and what inspect said
 afterwards to ``events.json`` (the loop's RestartCount, the OOM kill, the ids).
@@ -25,7 +26,8 @@ import docker
 from tests.harness import docker26
 from tests.harness import scenario as sc
 from tests.harness.dockerd import SYSTEM_DOCKER, dockerd_available, start_engine
-from tests.harness.podman import podman_available, start_podman
+from tests.harness.podman import VERSIONS as PODMAN_VERSIONS
+from tests.harness.podman import build_unavailable, podman_build, start_podman
 from tests.support.paths import FIXTURES
 from tests.support.wait import wait_until
 
@@ -61,7 +63,7 @@ class Recorder:
         return self.lines
 
 
-def play(cli: Any, inspect: Any, root: Path, build: Any) -> dict[str, object]:
+def play(cli: Any, inspect: Any, root: Path, build: Any, memory: str = "16m") -> dict[str, object]:
     """The scenes; ``cli(*args)`` runs the engine's CLI, ``inspect(name)`` its inspect."""
     ctx = root / "evt"
     sc.write_context(
@@ -81,7 +83,7 @@ def play(cli: Any, inspect: Any, root: Path, build: Any) -> dict[str, object]:
     wait_until(ended, 120, what="the restart loop")
     meta["loop"] = {"id": inspect("loop")["Id"], "restart_count": inspect("loop")["RestartCount"]}
     cli(
-        "run", "-d", "--name", "hog", "--memory=16m", "--memory-swap=16m",
+        "run", "-d", "--name", "hog", f"--memory={memory}", f"--memory-swap={memory}",
         IMAGE, "tail", "/dev/zero",
     )  # fmt: skip
     wait_until(lambda: inspect("hog")["State"]["Status"] == "exited", 60, what="the OOM kill")
@@ -131,18 +133,19 @@ def record_docker(version: str, out: Path) -> None:
         engine.close()
 
 
-def record_podman(out: Path) -> None:
-    reason = podman_available()
+def record_podman(out: Path, version: str) -> None:
+    reason = build_unavailable(version)
     if reason:
-        raise SystemExit(f"podman: cannot record: {reason}")
-    pod = start_podman()
+        raise SystemExit(f"podman {version}: cannot record: {reason}")
+    pod = start_podman(build=podman_build(version))
     try:
         recorder = Recorder(pod.unix_url)
         meta = play(
             pod.cli,
             lambda name: pod.inspect(name)[0],
             pod.root,
-            lambda ctx: pod.cli("build", "-q", "-t", IMAGE, str(ctx)),
+            lambda ctx: pod.cli("build", "--network", "none", "-q", "-t", IMAGE, str(ctx)),
+            memory="32m",
         )
         write(out, recorder.stop(), meta)
     finally:
@@ -153,11 +156,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--out", type=Path, default=FIXTURES, help="fixtures directory")
     parser.add_argument("--no-podman", action="store_true")
+    parser.add_argument("--no-docker", action="store_true")
+    parser.add_argument(
+        "--podman", action="append", choices=PODMAN_VERSIONS, help="only this podman version"
+    )
     args = parser.parse_args(argv)
-    for version in (SYSTEM_DOCKER.version, docker26.VERSION):
+    for version in () if args.no_docker else (SYSTEM_DOCKER.version, docker26.VERSION):
         record_docker(version, args.out / f"docker-{version}")
-    if not args.no_podman:
-        record_podman(args.out / "podman-4.3")
+    for version in [] if args.no_podman else args.podman or PODMAN_VERSIONS:
+        record_podman(args.out / f"podman-{version}", version)
     return 0
 
 

@@ -4,7 +4,8 @@ Starts a private dockerd of each version the engine tests run (Debian 12's 20.10
 Debian 13's 26.1, see ``tests/harness/docker26.py``) and a private podman service, builds
 the test scenario in each (``tests/harness/scenario.py``, ``tests/harness/podman.py``),
 then stores the JSON of a few GET endpoints, pretty-printed with sorted keys, under
-``tests/fixtures/docker-<version>/`` and ``tests/fixtures/podman-4.3/``; plus, for docker,
+``tests/fixtures/docker-<version>/`` and ``tests/fixtures/podman-<version>/`` (4.3, and 5.8
+from tests/harness/podman5.py's chroot); plus, for docker,
 the text of ``docker system df`` and ``docker system df -v`` and, for both, a
 ``scenario.json`` naming what the scenario created (ids, names).
 """
@@ -23,7 +24,15 @@ import docker
 
 from tests.harness import docker26
 from tests.harness.dockerd import SYSTEM_DOCKER, EngineBuild, dockerd_available, start_engine
-from tests.harness.podman import build_podman_scenario, podman_available, start_podman
+from tests.harness.podman import (
+    VERSIONS as PODMAN_VERSIONS,
+)
+from tests.harness.podman import (
+    build_podman_scenario,
+    build_unavailable,
+    podman_build,
+    start_podman,
+)
 from tests.harness.scenario import build_scenario
 from tests.support.paths import FIXTURES
 
@@ -36,6 +45,14 @@ ENDPOINTS: Mapping[str, tuple[str, Mapping[str, str]]] = {
     "containers_size": ("/containers/json", {"all": "1", "size": "1"}),
 }
 
+# What the podman CLI printed for the same state, beside the answers
+PODMAN_CLI: Mapping[str, tuple[str, ...]] = {
+    "system_df.txt": ("system", "df"),
+    "system_df_v.txt": ("system", "df", "-v"),
+    "images.txt": ("images", "--no-trunc"),
+    "images_dangling.txt": ("images", "--no-trunc", "-q", "-f", "dangling=true"),
+    "ps.txt": ("ps", "-a", "--size", "--no-trunc", "--format", "{{.Names}} {{.State}} {{.Size}}"),
+}
 
 DOCKER_VERSIONS = (SYSTEM_DOCKER.version, docker26.VERSION)
 
@@ -110,9 +127,9 @@ def record_docker(out: Path, build: EngineBuild) -> list[Path]:
         engine.close()
 
 
-def record_podman(out: Path) -> list[Path]:
+def record_podman(out: Path, version: str) -> list[Path]:
     t0 = time.monotonic()
-    p = start_podman()
+    p = start_podman(build=podman_build(version))
     try:
         started = time.monotonic() - t0
         scenario = build_podman_scenario(p)
@@ -121,16 +138,21 @@ def record_podman(out: Path) -> list[Path]:
         if required & set(errors):
             raise RuntimeError(f"podman endpoints failed: {errors}")
         for name, error in errors.items():
-            print(f"podman: skipped {name}: {error}", file=sys.stderr)
+            print(f"podman {version}: skipped {name}: {error}", file=sys.stderr)
             stale = out / f"{name}.json"
             stale.unlink(missing_ok=True)
         written = write_answers(out, answers)
+        if version != "4.3":  # 4.3's were recorded before these; its CLI is checked live
+            for name, args in PODMAN_CLI.items():
+                (out / name).write_text(p.cli(*args).stdout)
+                written.append(out / name)
         meta = scenario_json(scenario)
         meta.pop("duration", None)
         dump_json(out / "scenario.json", meta)
         written.append(out / "scenario.json")
         print(
-            f"podman: service up in {started:.1f}s, scenario in {scenario.duration:.1f}s, "
+            f"podman {version}: service up in {started:.1f}s,"
+            f" scenario in {scenario.duration:.1f}s, "
             f"health: {scenario.health} ({scenario.health_note})",
             file=sys.stderr,
         )
@@ -150,6 +172,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-docker", action="store_true")
     parser.add_argument("--no-podman", action="store_true")
+    parser.add_argument(
+        "--podman",
+        action="append",
+        choices=PODMAN_VERSIONS,
+        help="record only this podman version (repeatable; default: all)",
+    )
     args = parser.parse_args(argv)
     written: list[Path] = []
     for version in [] if args.no_docker else args.docker or DOCKER_VERSIONS:
@@ -159,12 +187,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"docker {version}: cannot record: {reason}", file=sys.stderr)
             return 1
         written += record_docker(args.out / f"docker-{version}", build)
-    if not args.no_podman:
-        reason = podman_available()
+    for version in [] if args.no_podman else args.podman or PODMAN_VERSIONS:
+        reason = build_unavailable(version)
         if reason:
-            print(f"podman: cannot record: {reason}", file=sys.stderr)
+            print(f"podman {version}: cannot record: {reason}", file=sys.stderr)
             return 1
-        written += record_podman(args.out / "podman-4.3")
+        written += record_podman(args.out / f"podman-{version}", version)
     for path in written:
         print(path)
     return 0

@@ -5,6 +5,15 @@ in its own temp dir, with its own containers.conf / storage.conf / registries.co
 host's configuration and storage are not used. ``Podman.cli()`` runs the podman CLI
 against the same storage.
 
+Two builds (``PodmanBuild``): Podman 4.3 is the system's /usr/bin/podman; Podman 5.8 runs in
+the forky chroot tests/harness/podman5.py caches. For 5.8 each instance mounts an overlay of
+that tree (a mount point of its own, so runc's remount of / works with vfs layers), with
+/proc, /sys (cgroups) and /dev, and binds its own root directory at the same path inside:
+paths (configs, storage, the socket, build contexts) are the same on both sides. Podman 5.8
+needs ``runtime = "runc"`` (crun refuses this host's hybrid cgroups), no network
+(netavark has no nft here) and ``--memory`` of 32m or more. ``close()`` lazily unmounts
+everything in reverse order and checks that nothing is left mounted before deleting.
+
 Without systemd podman cannot schedule health checks (it uses systemd timers), so the
 scenario drives them by hand with ``podman healthcheck run``.
 """
@@ -28,8 +37,13 @@ from tests.harness.dockerd import (
     STOP_TIMEOUT,
     ApiDaemon,
     kill_cgroup_members,
+    kill_processes_under,
     remove_root,
     run,
+    unmount_under,
+)
+from tests.harness.dockerd import (
+    _mounts_under as mounts_under,
 )
 from tests.harness.scenario import (
     APP,
@@ -53,8 +67,46 @@ from tests.harness.scenario import (
     write_context,
 )
 from tests.support.env import clean_env
+from tests.support.process import dies_with_the_suite
+from tests.support.wait import wait_until
 
 PODMAN = "/usr/bin/podman"
+VERSIONS = ("4.3", "5.8")  # the integration matrix: system Podman, forky chroot
+
+
+@dataclass(frozen=True)
+class PodmanBuild:
+    """Which podman to run: the system's (``chroot`` None) or one in a cached chroot."""
+
+    version: str
+    chroot: Path | None = None  # the cached tree, mounted as an overlay per instance
+
+    @property
+    def runtime(self) -> str | None:
+        return "runc" if self.chroot is not None else None
+
+
+SYSTEM_PODMAN = PodmanBuild("4.3")
+
+
+def podman_build(version: str) -> PodmanBuild:
+    """The build of ``version`` (5.8: its chroot made first when not cached)."""
+    if version == SYSTEM_PODMAN.version:
+        return SYSTEM_PODMAN
+    from tests.harness import podman5
+
+    return PodmanBuild(podman5.VERSION, podman5.fetch())
+
+
+def build_unavailable(version: str) -> str | None:
+    """``None`` if a private podman of ``version`` can be run here, else a reason."""
+    if version == SYSTEM_PODMAN.version:
+        return podman_available()
+    from tests.harness import podman5
+
+    return podman5.unavailable()
+
+
 ULIMITS = ("--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024")
 
 _CONTAINERS_CONF = """\
@@ -65,7 +117,7 @@ log_driver = "k8s-file"
 
 [engine]
 cgroup_manager = "cgroupfs"
-events_logger = "file"
+events_logger = "file"{runtime}
 tmp_dir = "{root}/tmp"
 volume_path = "{root}/volumes"
 
@@ -85,7 +137,10 @@ runroot = "{root}/run"
 class Podman(ApiDaemon):
     root: Path
     unix_socket: Path
+    build: PodmanBuild = SYSTEM_PODMAN
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    # a chroot build's mount namespace, held by one process (see mount_chroot)
+    _holder: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
     def log_path(self) -> Path:
@@ -103,12 +158,23 @@ class Podman(ApiDaemon):
         )
         for var in ("CONTAINER_HOST", "CONTAINER_CONNECTION", "CONTAINER_SSHKEY"):
             env.pop(var, None)
+        if self.build.chroot is not None:  # this host's hybrid cgroups: one warning per command
+            env["PODMAN_IGNORE_CGROUPSV1_WARNING"] = "1"
         if extra:
             env.update(extra)
         return env
 
+    @property
+    def fs(self) -> Path:
+        """Where a chroot build's overlay is mounted (its ``/``)."""
+        return self.root / "fs"
+
     def global_args(self) -> list[str]:
+        chroot = []
+        if self._holder is not None:  # enter its namespace: its root is the chroot's
+            chroot = ["nsenter", f"--mount=/proc/{self._holder.pid}/ns/mnt", "--"]
         return [
+            *chroot,
             PODMAN,
             "--root", str(self.root / "storage"),
             "--runroot", str(self.root / "run"),
@@ -129,13 +195,15 @@ class Podman(ApiDaemon):
         cwd: Path | None = None,
         timeout: float | None = 300.0,
     ) -> subprocess.CompletedProcess[str]:
-        """``podman <same storage flags as the service> ARGS`` (text, output captured)."""
+        """``podman <same storage flags as the service> ARGS`` (text, output captured), in
+        ``root`` unless ``cwd``: 4.3's conmon writes its ``oom`` marker in its working
+        directory."""
         return run(
             [*self.global_args(), *args],
             check=check,
             env=self.env(env),
             input=input,
-            cwd=cwd,
+            cwd=cwd or self.root,
             timeout=timeout,
         )
 
@@ -164,6 +232,59 @@ class Podman(ApiDaemon):
                 self._proc.wait(10)
         self._proc = None
 
+    def mount_chroot(self, timeout: float = 30.0) -> None:
+        """A chroot build's tree: an overlay of the cached chroot, with /proc, /sys, /dev and
+        this instance's root (at the same path) inside, made the root of a private mount
+        namespace held by one ``sleep``. No-op for the system build.
+
+        Not chroot(1): a container's exec joins the container's mount namespace at that
+        namespace's root, which pivot_root only moves when the caller's root is the
+        namespace root; under chroot(1) ``podman exec`` ran on the host's ``/``."""
+        chroot = self.build.chroot
+        if chroot is None:
+            return
+        upper, work, fs = self.root / "upper", self.root / "work", self.fs
+        for d in (upper, work, fs):
+            d.mkdir(parents=True, exist_ok=True)
+        options = f"lowerdir={chroot},upperdir={upper},workdir={work}"
+        inner = fs / str(self.root).lstrip("/")
+        steps = [
+            ["mount", "-t", "overlay", "overlay", "-o", options, str(fs)],
+            ["mount", "--make-private", str(fs)],
+            ["mount", "-t", "proc", "proc", str(fs / "proc")],
+            ["mount", "--rbind", "/sys", str(fs / "sys")],
+            ["mount", "--make-rslave", str(fs / "sys")],
+            ["mount", "--rbind", "/dev", str(fs / "dev")],
+            ["mount", "--make-rslave", str(fs / "dev")],
+            ["mkdir", "-p", str(inner)],
+            ["mount", "--bind", str(self.root), str(inner)],  # not rbind: fs stays outside
+        ]
+        for argv in steps:
+            run(argv, timeout=30)
+        ready = self.root / "ns-ready"
+        script = (
+            f"set -e; cd {fs}; mkdir -p .oldroot; pivot_root . .oldroot; cd /;"
+            f" umount -l /.oldroot; rmdir /.oldroot; touch {ready}; exec sleep infinity"
+        )
+        with open(self.root / "ns.log", "ab") as log:
+            self._holder = subprocess.Popen(
+                dies_with_the_suite(
+                    ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script]
+                ),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        holder = self._holder
+        wait_until(
+            ready.exists,
+            timeout,
+            what=f"the podman {self.build.version} mount namespace",
+            alive=lambda: holder.poll() is None,
+            diagnostics=lambda: (self.root / "ns.log").read_text(errors="replace")[-2000:],
+        )
+
     def close(self) -> None:
         """Stop the service, remove all containers, kill leftovers, unmount, delete root."""
         try:
@@ -175,6 +296,15 @@ class Podman(ApiDaemon):
                 self.cli("rm", "-af", "-t", "0", check=False, timeout=60)
             kill_cgroup_members(ids)
         finally:
+            kill_processes_under(self.root)
+            if self._holder is not None:
+                self._holder.kill()
+                self._holder.wait(10)
+                self._holder = None
+            unmount_under(self.root)
+            left = mounts_under(self.root)
+            if left:  # never rmtree into a /dev or /sys still bound inside
+                raise RuntimeError(f"podman close: still mounted under {self.root}: {left}")
             remove_root(self.root)
 
     def __enter__(self) -> Podman:
@@ -198,16 +328,18 @@ def podman_available() -> str | None:
     return None
 
 
-def start_podman(base: Path | None = None) -> Podman:
-    reason = podman_available()
+def start_podman(base: Path | None = None, build: PodmanBuild = SYSTEM_PODMAN) -> Podman:
+    reason = podman_available() if build.chroot is None else build_unavailable(build.version)
     if reason is not None:
-        raise RuntimeError(f"cannot start podman: {reason}")
+        raise RuntimeError(f"cannot start podman {build.version}: {reason}")
     root = Path(tempfile.mkdtemp(prefix="pod-", dir=str(base) if base else "/tmp")).resolve()
-    p = Podman(root=root, unix_socket=root / "podman.sock")
+    p = Podman(root=root, unix_socket=root / "podman.sock", build=build)
     try:
-        (root / "containers.conf").write_text(_CONTAINERS_CONF.format(root=root))
+        runtime = f'\nruntime = "{build.runtime}"' if build.runtime else ""
+        (root / "containers.conf").write_text(_CONTAINERS_CONF.format(root=root, runtime=runtime))
         (root / "storage.conf").write_text(_STORAGE_CONF.format(root=root))
         (root / "registries.conf").write_text("unqualified-search-registries = []\n")
+        p.mount_chroot()
         p.start()
     except BaseException:
         p.close()
@@ -216,8 +348,10 @@ def start_podman(base: Path | None = None) -> Podman:
 
 
 @contextlib.contextmanager
-def podman_context(base: Path | None = None) -> Iterator[Podman]:
-    p = start_podman(base)
+def podman_context(
+    base: Path | None = None, build: PodmanBuild = SYSTEM_PODMAN
+) -> Iterator[Podman]:
+    p = start_podman(base, build)
     try:
         yield p
     finally:

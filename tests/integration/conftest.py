@@ -2,8 +2,10 @@
 
 Every test that uses ``engine``, ``fresh_engine`` or ``scenario`` runs once per engine
 version: Debian 12's dockerd 20.10 (API 1.41) and Debian 13's dockerd 26.1 (API 1.45,
-fetched and unpacked by tests/harness/docker26.py). Without an engine these tests skip on a
-developer machine and fail on CI (CI=true).
+fetched and unpacked by tests/harness/docker26.py). Every test that uses ``podman_build``
+runs once per Podman version: Debian 12's Podman 4.3 and Podman 5.8 in Debian forky's chroot
+(tests/harness/podman5.py). Without an engine these tests skip on a developer machine and
+fail on CI (CI=true).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.harness import docker26
+from tests.harness import podman as podman_harness
 from tests.harness.dockerd import (
     SYSTEM_DOCKER,
     Engine,
@@ -33,6 +36,13 @@ def engine_build(request: pytest.FixtureRequest) -> EngineBuild:
         return SYSTEM_DOCKER
     need(docker26.unavailable())
     return docker26.engine_build()
+
+
+@pytest.fixture(scope="session", params=podman_harness.VERSIONS, ids=lambda v: f"podman-{v}")
+def podman_build(request: pytest.FixtureRequest) -> podman_harness.PodmanBuild:
+    """Which podman ``start_podman(build=...)`` runs (the test runs once per version)."""
+    need(podman_harness.build_unavailable(request.param))
+    return podman_harness.podman_build(request.param)
 
 
 def _real_engine(build: EngineBuild) -> Iterator[Engine]:

@@ -19,11 +19,12 @@ import pytest
 
 from tests.harness import scenario as sc
 from tests.harness.dockerd import Engine
-from tests.support.env import clean_env, need
+from tests.harness.podman import Podman
+from tests.support.env import clean_env
 from tests.support.humanize import human_size
 from tests.support.logs import messages
 from tests.support.prometheus import run_promtool
-from tests.support.promql import series, value
+from tests.support.promql import Samples, series, value
 
 pytestmark = pytest.mark.integration
 FAST = ("--collect.interval", "1s", "--collect.timeout", "900ms")
@@ -226,26 +227,99 @@ def test_removed_objects_vanish_and_engine_restart_recovers(fresh_engine, run_ex
     assert "inventory job: recovered" in log and "Traceback" not in log
 
 
-def test_podman_compatible_api(run_exporter):
-    from tests.harness.podman import build_podman_scenario, podman_available, start_podman
+def test_podman_compatible_api(podman_build, run_exporter):
+    from tests.harness.podman import build_podman_scenario, start_podman
 
-    need(podman_available())
-    pod = start_podman()
+    pod = start_podman(build=podman_build)
     try:
         build_podman_scenario(pod)
-        exp = run_exporter("--docker.host", pod.unix_url, *FAST, env=exporter_env())
-        s = exp.wait_for(lambda s: value(s, "docker_up") == 1.0)
+        exp = run_exporter(
+            "--docker.host", pod.unix_url, *FAST, "--collect.disk-usage-interval", "2s",
+            "--collect.container-sizes-interval", "2s", env=exporter_env(),
+        )  # fmt: skip
+        s = exp.wait_for(
+            lambda s: (
+                value(s, "docker_exporter_collection_success", collector="disk_usage") == 1.0
+                and value(s, "docker_exporter_collection_success", collector="container_sizes")
+                == 1.0
+            )
+        )
         info = series(s, "docker_engine_info")
         assert len(info) == 1 and info[0]["product"] == "Podman Engine"
+        assert info[0]["version"].startswith(podman_build.version + ".")
         ps = json.loads(pod.cli("ps", "-a", "--format", "json").stdout)
         states = Counter(c["State"] for c in ps)
         assert value(s, "docker_containers", state="running") == states["running"] == 3
         assert value(s, "docker_containers", state="exited") == states["exited"] == 2
         ids = set(pod.cli("images", "-q", "--no-trunc").stdout.split())
         assert value(s, "docker_images") == len(ids) == 5
+        dangling = pod.cli("images", "-q", "--no-trunc", "-f", "dangling=true").stdout.split()
+        assert value(s, "docker_images_dangling") == len(dangling) == 1
         assert value(s, "docker_container_exit_code", name="inv-exited3") == 3.0
+        podman_disk_usage_matches_its_cli(pod, s, podman_build.version, dangling[0])
     finally:
         pod.close()
+
+
+def test_a_stopped_podman_leaves_nothing_mounted_or_running(podman_build):
+    """5.8's chroot: overlay, /proc, /sys, /dev and the bound root, then the mounts podman
+    makes for a running container (in its private namespace): all gone after close()."""
+    from tests.harness.dockerd import _mounts_under, _pids_referencing
+    from tests.harness.podman import ULIMITS, start_podman
+
+    pod = start_podman(build=podman_build)
+    try:
+        ctx = sc.write_context(pod.root / "b", sc._BASE_DOCKERFILE, with_busybox=True)
+        pod.cli("build", "--network", "none", "-q", "-t", sc.BASE, str(ctx))
+        pod.cli("run", "-d", *ULIMITS, "--name", "left-running", sc.BASE, "sleep", "100000")
+        mounted = _mounts_under(pod.root)
+        assert len(mounted) >= (6 if podman_build.chroot is not None else 0), mounted
+    finally:
+        pod.close()
+    assert _mounts_under(pod.root) == [] and not pod.root.exists()
+    assert _pids_referencing(pod.root) == []
+
+
+def podman_disk_usage_matches_its_cli(
+    pod: Podman, s: Samples, version: str, dangling_id: str
+) -> None:
+    """The documented differences from `podman system df` (docs/metrics.md), exactly."""
+    rows = {}
+    for line in pod.cli("system", "df").stdout.splitlines()[1:]:
+        parts = re.split(r"\s{2,}", line.strip())
+        rows[parts[0]] = parts[1:]
+    total, active, size, reclaimable = rows["Containers"]
+    paused = value(s, "docker_container_rw_size_bytes", name="inv-paused")
+    assert paused is not None and paused > 0
+    # Podman's CLI: only running ones are active; ours (as docker's): paused ones too
+    assert value(s, "docker_disk_usage_objects", resource="containers") == int(total) == 7
+    assert value(s, "docker_disk_usage_active_objects", resource="containers") == int(active) + 1
+    assert human_size(value(s, "docker_disk_usage_bytes", resource="containers") or 0) == size
+    reclaim = value(s, "docker_disk_reclaimable_bytes", resource="containers") or 0
+    assert human_size(reclaim + paused) == reclaimable.split(" (")[0]
+    if version == "4.3":  # LayersSize 0: no images row, no dangling or unused bytes
+        assert value(s, "docker_disk_usage_bytes", resource="images") is None
+        assert value(s, "docker_images_dangling_unique_bytes") is None
+        return
+    total, active, size, reclaimable = rows["Images"]
+    # Podman's CLI counts a row per tag: inv-app:1 is also inv-alias:v1
+    assert value(s, "docker_disk_usage_objects", resource="images") == int(total) - 1 == 7
+    assert value(s, "docker_disk_usage_active_objects", resource="images") == int(active)
+    assert human_size(value(s, "docker_disk_usage_bytes", resource="images") or 0) == size
+    reclaim = value(s, "docker_disk_reclaimable_bytes", resource="images") or 0
+    assert human_size(reclaim) == reclaimable.split(" (")[0]
+    unique = {
+        x["image_id"]: value(s, "docker_image_unique_size_bytes", **x)
+        for x in series(s, "docker_image_unique_size_bytes")
+    }
+    assert len(unique) == 5  # the listed images; the df's 2 intermediate ones are left out
+    short = dangling_id.removeprefix("sha256:")[:12]
+    assert value(s, "docker_images_dangling_unique_bytes") == unique[short]
+    # every container uses inv-app:1: the other four images are the unused ones
+    app = pod.cli("image", "inspect", "--format", "{{.Id}}", sc.APP).stdout.strip()
+    app = app.removeprefix("sha256:")[:12]
+    unused = value(s, "docker_images_unused_unique_bytes")
+    assert unused == sum(v or 0 for k, v in unique.items() if k != app)
 
 
 # --- disk usage: the exporter's figures equal `docker system df` -----------------------------

@@ -323,17 +323,16 @@ def test_swarm_services_desired_and_running(engine_build, run_exporter):
 # --------------------------------------------------------------------------- Podman
 
 
-def test_podman_volumes_and_no_swarm(run_exporter):
+def test_podman_volumes_and_no_swarm(podman_build, run_exporter):
     """Podman 4.3's /system/df lists volumes with their size and RefCount, but with an empty
     Driver, no CreatedAt and no Labels (a labelled volume loses its project); it has no
     Swarm (/info: LocalNodeState inactive), so the swarm job asks nothing."""
-    from tests.harness.podman import ULIMITS, podman_available, start_podman
+    from tests.harness.podman import ULIMITS, start_podman
 
-    need(podman_available())
-    pod = start_podman()
+    pod = start_podman(build=podman_build)
     try:
         ctx = sc.write_context(pod.root / "b", sc._BASE_DOCKERFILE, with_busybox=True)
-        pod.cli("build", "-t", sc.BASE, str(ctx))
+        pod.cli("build", "--network", "none", "-t", sc.BASE, str(ctx))
         pod.cli("volume", "create", "--label", "com.docker.compose.project=pp", "pv-dangling")
         pod.cli("run", *ULIMITS, "--rm", "-v", "pv-dangling:/data", sc.BASE,
                 "sh", "-c", "head -c 20480 /dev/zero > /data/f")  # fmt: skip

@@ -170,6 +170,7 @@ class EventFeed:
         self.closed = False
         self.subscriptions: list[str] = []  # raw query strings, in order
         self.nano = time.time_ns()
+        self.headers: list[tuple[str, str]] = []  # more answer headers (Podman's, say)
 
     def event(
         self, action: str, actor: str, kind: str = "container", **attributes: Any
@@ -249,6 +250,8 @@ class EventFeed:
         handler.send_response(200)
         handler.send_header("Content-Type", "application/json")
         handler.send_header("Transfer-Encoding", "chunked")
+        for name, value in self.headers:
+            handler.send_header(name, value)
         handler.end_headers()
 
         def chunk(data: bytes) -> None:

@@ -299,3 +299,39 @@ def test_a_bug_in_a_callback_never_ends_the_stream(feed, caplog):
         )
     finally:
         w.stream.stop()
+
+
+def test_podman_dies_by_sigkill_are_inspected_once_for_oom(feed):
+    """Podman (Libpod-Api-Version on its answers) sends no oom event: a die with exit code
+    137 is inspected once and OOMKilled counts; other dies are not inspected, a container
+    gone before its inspect is counted as failed, never as 0 OOM kills."""
+    engine, events = feed
+    events.headers = [("Libpod-Api-Version", "5.8.6")]
+    hog, crashed, killed, gone = (c * 64 for c in "abcd")
+    engine.set(f"/containers/{hog}/json", {"State": {"OOMKilled": True, "ExitCode": 137}})
+    engine.set(f"/containers/{killed}/json", {"State": {"OOMKilled": False, "ExitCode": 137}})
+    engine.set(f"/containers/{crashed}/json", {"State": {"OOMKilled": True, "ExitCode": 2}})
+    watched = Watched(engine)
+    watched.stream.subscribe()
+    try:
+        for cid, code in ((hog, 137), (crashed, 2), (killed, 137), (gone, 137)):
+            events.emit(events.event("create", cid), events.event("start", cid))
+            events.emit(events.event("die", cid, exitCode=code))
+        snap = watched.wait(lambda s: sum(s.die_inspects.values()) == 3, "three inspects")
+        assert dict(snap.die_inspects) == {"oom": 1, "no_oom": 1, "failed": 1, "skipped": 0}
+        oom = {cid[:1]: c.oom_kills for cid, c in snap.containers.items()}
+        assert oom == {"a": 1, "b": 0, "c": 0, "d": 0}
+        counts = [engine.count(f"/containers/{c}/json") for c in (hog, crashed, killed, gone)]
+        assert counts == [1, 0, 1, 1]
+        assert ("container", "oom") not in snap.by_action  # no event is made up
+    finally:
+        watched.stream.stop()
+
+
+def test_docker_dies_are_never_inspected(feed, watched):
+    engine, events = feed
+    cid = "e" * 64
+    events.emit(events.event("start", cid), events.event("die", cid, exitCode=137))
+    snap = watched.wait(lambda s: s.by_action.get(("container", "die")) == 1, "the die")
+    assert dict(snap.die_inspects) == {"oom": 0, "no_oom": 0, "failed": 0, "skipped": 0}
+    assert engine.count(f"/containers/{cid}/json") == 0

@@ -1,5 +1,6 @@
 """Exact figures from answers recorded on real engines: dockerd 20.10 (Debian 12), dockerd 26.1
-(Debian 13) and Podman 4.3.
+(Debian 13), Podman 4.3 and Podman 5.8 (Debian forky; podman-5.8/*.txt is what its CLI printed
+for the same state).
 
 The fixtures were recorded by tests/record_fixtures.py from the scenario in
 tests/harness/scenario.py; docker-*/system_df.txt is what `docker system df` printed
@@ -192,3 +193,113 @@ def test_podman_disk_usage_is_not_invented():
     # one record per image although Podman repeats an image per tag
     assert len({i.image_id for i in snap.images}) == len(snap.images) == 7
     assert snap.dangling_unique == 155765
+
+
+# --- Podman 5.8 (compat API 1.44), beside its own CLI's text -----------------------------------
+
+
+def podman_cli_rows(engine: str) -> dict[str, list[str]]:
+    rows = {}
+    for line in (FIXTURES / f"{engine}/system_df.txt").read_text().splitlines()[1:]:
+        parts = re.split(r"\s{2,}", line.strip())
+        rows[parts[0]] = parts[1:]
+    return rows
+
+
+def test_podman_5_8_inventory_equals_podman_images():
+    snap = inventory("podman-5.8")
+    assert (snap.engine.product, snap.engine.version, snap.engine.api_version) == (
+        "Podman Engine",
+        "5.8.6",
+        "1.44",
+    )
+    listed = (FIXTURES / "podman-5.8/images.txt").read_text().splitlines()[1:]
+    ids = {line.split()[2].removeprefix("sha256:")[:12] for line in listed}
+    assert {i.image_id for i in snap.images} == ids and snap.images_total == len(ids) == 5
+    dangling = (FIXTURES / "podman-5.8/images_dangling.txt").read_text().split()
+    assert [i.image_id for i in snap.images if i.dangling] == [short(d) for d in dangling]
+    assert (snap.images_dangling, snap.images_unused) == (1, 4)
+    # tags fully qualified on both sides; a dangling image's RepoTags is [] (5.4: null)
+    app = {i.image_id: i for i in snap.images}[short(scenario("podman-5.8")["app_image"])]
+    assert app.tags == (("localhost/inv-alias", "v1"), ("localhost/inv-app", "1"))
+    ps = [line.split(" ", 2) for line in (FIXTURES / "podman-5.8/ps.txt").read_text().splitlines()]
+    states = {name: state for name, state, _ in ps}
+    assert {c.name: c.state for c in snap.containers} == states
+    assert not any(x.image_outdated for x in snap.containers)
+
+
+def test_podman_5_8_disk_usage_equals_podman_system_df_but_where_documented():
+    """Images: Podman's CLI counts one row per tag (8), the exporter each image once (7: the
+    app image has two tags); size, active and reclaimable are equal. Containers: Podman's CLI
+    counts only running ones as active, the exporter (as docker's CLI) counts paused ones
+    too: one more active, and the paused container's SizeRw less reclaimable."""
+    snap = disk_usage("podman-5.8")
+    rows = podman_cli_rows("podman-5.8")
+    images, containers = snap.resources["images"], snap.resources["containers"]
+    total, active, size, reclaimable = rows["Images"]
+    assert (images.total, images.active) == (int(total) - 1, int(active)) == (7, 1)
+    assert (images.size, images.reclaimable) == (2917267, 2810279)
+    assert human_size(images.size) == size and human_size(images.reclaimable) == "2.81MB"
+    assert reclaimable == "2.81MB (96%)"
+    total, active, size, reclaimable = rows["Containers"]
+    paused_rw = 10784  # inv-paused's SizeRw in the answer
+    assert (containers.total, containers.active) == (int(total), int(active) + 1) == (7, 4)
+    assert (containers.size, containers.reclaimable) == (64715, 21574)
+    assert human_size(containers.size) == size
+    assert human_size(containers.reclaimable + paused_rw) == reclaimable.split(" (")[0]
+
+
+def test_podman_5_8_per_image_sizes_equal_the_verbose_table():
+    ours = {
+        i.image_id: (human_size(i.shared), human_size(i.unique))
+        for i in disk_usage("podman-5.8").images
+    }
+    text = (FIXTURES / "podman-5.8/system_df_v.txt").read_text()
+    table = text.split("Images space usage:")[1].split("Containers space usage:")[0]
+    lines = [ln for ln in table.strip().splitlines()[1:] if ln.strip()]
+    assert len(lines) == 8 and len(ours) == 7  # one row per tag there
+    for line in lines:
+        parts = re.split(r"\s{2,}", line.strip())
+        image_id, shared, unique = parts[2], parts[5], parts[6]
+        assert ours[image_id] == (shared, unique), line
+
+
+def test_podman_5_8_dangling_bytes_follow_the_engines_dangling_list():
+    """Podman's /system/df lists the legacy build's two intermediate images (``<none>``, no
+    container, parents of inv-base) that its image list and ``dangling=true`` leave out:
+    the totals count the listed images only, so they add up from the per-image series."""
+    from exporter.collector import current_image_disk, image_disk_totals
+
+    du = disk_usage("podman-5.8")
+    inv = inventory("podman-5.8")
+    hidden = {i.image_id for i in du.images} - {i.image_id for i in inv.images}
+    assert hidden == {"439789a1cb6a", "f139460c2d02"}
+    assert du.dangling_unique == 158194 + 1658 + 2159  # the df alone counts them
+    dangling, unused = image_disk_totals(du, inv)
+    (dangling_id,) = (FIXTURES / "podman-5.8/images_dangling.txt").read_text().split()
+    listed = current_image_disk(du, inv)
+    assert dangling == 158194 == sum(i.unique for i in listed if i.image_id == short(dangling_id))
+    assert unused == 681662 == sum(i.unique for i in listed if i.unused)
+    # SharedSize -1 in /images/json is never read as bytes; the df's are real
+    assert all(i.shared == 2124800 for i in listed)
+
+
+def test_podman_5_8_container_sizes_equal_podman_ps_size():
+    from exporter.records import parse_containers
+    from exporter.snapshot import build_container_sizes
+
+    sizes = build_container_sizes(parse_containers(load("podman-5.8/containers_size.json")), NOW)
+    ours = {c.name: c for c in sizes.containers}
+    lines = (FIXTURES / "podman-5.8/ps.txt").read_text().splitlines()
+    assert len(lines) == len(ours) == 7
+    for line in lines:  # "inv-running running 10.8kB (virtual 2.24MB)"
+        name, _, size = line.split(" ", 2)
+        rw, virtual = re.fullmatch(r"(\S+) \(virtual (\S+)\)", size).groups()  # type: ignore[union-attr]
+        c = ours[name]
+        assert c.root_fs is not None and human_size(c.root_fs, 3) == virtual, line
+        if name == "inv-created":
+            # Podman leaves SizeRw out when it is 0 (as Docker 28's classic store does, issue
+            # 22): today no rw series where `podman ps --size` prints 0B
+            assert (c.rw, rw) == (None, "0B")
+            continue
+        assert c.rw is not None and human_size(c.rw, 3) == rw, line

@@ -24,6 +24,7 @@ from tests.support.paths import load
 IMAGE_FILES = [
     "docker-20.10/images.json",
     "podman-4.3/images.json",
+    "podman-5.8/images.json",
     "synthetic/images-1.44.json",
     "synthetic/images-1.51.json",
     "synthetic/images-1.52.json",
@@ -33,6 +34,8 @@ CONTAINER_FILES = [
     "docker-20.10/containers_size.json",
     "podman-4.3/containers.json",
     "podman-4.3/containers_size.json",
+    "podman-5.8/containers.json",
+    "podman-5.8/containers_size.json",
     "synthetic/containers-1.52.json",
 ]
 
