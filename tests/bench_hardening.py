@@ -157,7 +157,47 @@ def bench_tls(work: Path) -> None:
             tls.close()
     finally:
         exp.stop()
-        engine.close()
+    ctx = ssl.create_default_context(cafile=str(pki.ca))
+    # each in a fresh exporter: memory freed by the clients above would hide the cost
+    idle = {}
+    for name, flags, ctx_or_none in (
+        ("tls", ("--web.config.file", str(web)), ctx),
+        ("plain", (), None),
+    ):
+        fresh = ExporterProcess(
+            ("--docker.host", engine.url, "--collect.disk-usage-interval", "0", *flags),
+            work / f"idle-{name}.log", env=clean_env(),
+        )  # fmt: skip
+        try:
+            wait_listening(fresh.port)
+            time.sleep(2)
+            idle[name] = idle_connection_kb(fresh.pid, fresh.port, ctx_or_none)
+        finally:
+            fresh.stop()
+    engine.close()
+    tls_idle, plain_idle = idle["tls"], idle["plain"]
+    print(
+        f"tls: 500 keep-alive connections idle after one request: {tls_idle:.0f} KB each over"
+        f" TLS, {plain_idle:.0f} KB each over plain HTTP ({tls_idle / plain_idle:.1f}x)"
+    )
+
+
+def idle_connection_kb(pid: int, port: int, ctx: ssl.SSLContext | None) -> float:
+    """The exporter's RSS per connection kept open after one answered request."""
+    base = rss_mb(pid)
+    socks = []
+    for _ in range(500):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        if ctx is not None:
+            sock = ctx.wrap_socket(sock, server_hostname="127.0.0.1")
+        sock.sendall(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.recv(4096)
+        socks.append(sock)
+    time.sleep(2)
+    held = rss_mb(pid)
+    for sock in socks:
+        sock.close()
+    return (held - base) * 1024 / 500
 
 
 def write_fleet(path: Path, prefix: str, urls: list[str], n: int) -> None:
