@@ -22,9 +22,9 @@ from typing import Any
 
 import docker
 
-from tests.harness import docker26
+from tests.harness import debian_docker
 from tests.harness import scenario as sc
-from tests.harness.dockerd import SYSTEM_DOCKER, dockerd_available, start_engine
+from tests.harness.dockerd import dockerd_available, start_engine
 from tests.harness.podman import podman_available, start_podman
 from tests.support.paths import FIXTURES
 from tests.support.wait import wait_until
@@ -111,7 +111,7 @@ def write(out: Path, lines: list[bytes], meta: dict[str, object]) -> None:
 
 
 def record_docker(version: str, out: Path) -> None:
-    build = SYSTEM_DOCKER if version == SYSTEM_DOCKER.version else docker26.engine_build()
+    build = debian_docker.build_for(version)
     reason = dockerd_available(build)
     if reason:
         raise SystemExit(f"docker {version}: cannot record: {reason}")
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=FIXTURES, help="fixtures directory")
     parser.add_argument("--no-podman", action="store_true")
     args = parser.parse_args(argv)
-    for version in (SYSTEM_DOCKER.version, docker26.VERSION):
+    for version in debian_docker.ENGINE_VERSIONS:
         record_docker(version, args.out / f"docker-{version}")
     if not args.no_podman:
         record_podman(args.out / "podman-4.3")

@@ -1,12 +1,13 @@
 """Record raw engine API answers as JSON fixtures: ``python -m tests.record_fixtures``.
 
-Starts a private dockerd of each version the engine tests run (Debian 12's 20.10 and
-Debian 13's 26.1, see ``tests/harness/docker26.py``) and a private podman service, builds
-the test scenario in each (``tests/harness/scenario.py``, ``tests/harness/podman.py``),
-then stores the JSON of a few GET endpoints, pretty-printed with sorted keys, under
-``tests/fixtures/docker-<version>/`` and ``tests/fixtures/podman-4.3/``; plus, for docker,
-the text of ``docker system df`` and ``docker system df -v`` and, for both, a
-``scenario.json`` naming what the scenario created (ids, names).
+Starts a private dockerd of each version the engine tests run (Debian 12's 20.10, Debian
+13's 26.1 and sid's 28.5 in both image stores, see ``tests/harness/debian_docker.py``) and a
+private podman service, builds the test scenario in each (``tests/harness/scenario.py``,
+``tests/harness/podman.py``), then stores the JSON of a few GET endpoints, pretty-printed
+with sorted keys, under ``tests/fixtures/docker-<version>/`` and
+``tests/fixtures/podman-4.3/``; plus, for docker, the text of ``docker system df`` and
+``docker system df -v`` and, for both, a ``scenario.json`` naming what the scenario created
+(ids, names).
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from pathlib import Path
 
 import docker
 
-from tests.harness import docker26
-from tests.harness.dockerd import SYSTEM_DOCKER, EngineBuild, dockerd_available, start_engine
+from tests.harness import debian_docker
+from tests.harness.dockerd import EngineBuild, dockerd_available, start_engine
 from tests.harness.podman import build_podman_scenario, podman_available, start_podman
 from tests.harness.scenario import build_scenario
 from tests.support.paths import FIXTURES
@@ -37,7 +38,7 @@ ENDPOINTS: Mapping[str, tuple[str, Mapping[str, str]]] = {
 }
 
 
-DOCKER_VERSIONS = (SYSTEM_DOCKER.version, docker26.VERSION)
+DOCKER_VERSIONS = debian_docker.ENGINE_VERSIONS
 
 
 def dump_json(path: Path, data: object) -> None:
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     written: list[Path] = []
     for version in [] if args.no_docker else args.docker or DOCKER_VERSIONS:
-        build = SYSTEM_DOCKER if version == SYSTEM_DOCKER.version else docker26.engine_build()
+        build = debian_docker.build_for(version)
         reason = dockerd_available(build)
         if reason:
             print(f"docker {version}: cannot record: {reason}", file=sys.stderr)

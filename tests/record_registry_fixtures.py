@@ -17,8 +17,8 @@ import docker
 
 from exporter.reference import parse_reference
 from exporter.registry import RegistryClient
-from tests.harness import docker26
-from tests.harness.dockerd import SYSTEM_DOCKER, EngineBuild, dockerd_available, start_engine
+from tests.harness import debian_docker
+from tests.harness.dockerd import EngineBuild, dockerd_available, start_engine
 from tests.harness.registry import (
     push_multi_arch,
     registry_server,
@@ -68,9 +68,11 @@ def main() -> int:
     if missing:
         print(missing, file=sys.stderr)
         return 1
-    builds = [SYSTEM_DOCKER]
-    if docker26.unavailable() is None:
-        builds.append(docker26.engine_build())
+    builds = [
+        debian_docker.build_for(version)
+        for version in debian_docker.ENGINE_VERSIONS
+        if debian_docker.build_unavailable(version) is None
+    ]
     for build in builds:
         reason = dockerd_available(build)
         if reason:
