@@ -461,7 +461,8 @@ class Engine(ApiDaemon):
             "--ip-masq=false",
             "--ip-forward=false",
             "--userland-proxy=false",
-            "--storage-driver", "overlay2",
+            # the containerd store names containerd's snapshotter: "overlay2" is not one
+            "--storage-driver", "overlayfs" if self.build.containerd_store else "overlay2",
             "--shutdown-timeout", "2",  # busybox sleeps ignore SIGTERM: no 15 s wait on stop
             "-H", self.unix_url,
             "-H", self.tcp_url,
