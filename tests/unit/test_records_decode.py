@@ -23,6 +23,8 @@ from tests.support.paths import load
 
 IMAGE_FILES = [
     "docker-20.10/images.json",
+    "docker-28.5/images.json",
+    "docker-28.5-containerd/images.json",
     "podman-4.3/images.json",
     "synthetic/images-1.44.json",
     "synthetic/images-1.51.json",
@@ -31,6 +33,8 @@ IMAGE_FILES = [
 CONTAINER_FILES = [
     "docker-20.10/containers.json",
     "docker-20.10/containers_size.json",
+    "docker-28.5/containers_size.json",
+    "docker-28.5-containerd/containers_size.json",
     "podman-4.3/containers.json",
     "podman-4.3/containers_size.json",
     "synthetic/containers-1.52.json",
