@@ -152,9 +152,15 @@ def record_podman(out: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--out", type=Path, default=FIXTURES, help="fixtures directory")
+    parser.add_argument(
+        "--docker",
+        action="append",
+        choices=debian_docker.ENGINE_VERSIONS,
+        help="record only this dockerd version (repeatable; default: all)",
+    )
     parser.add_argument("--no-podman", action="store_true")
     args = parser.parse_args(argv)
-    for version in debian_docker.ENGINE_VERSIONS:
+    for version in args.docker or debian_docker.ENGINE_VERSIONS:
         record_docker(version, args.out / f"docker-{version}")
     if not args.no_podman:
         record_podman(args.out / "podman-4.3")
