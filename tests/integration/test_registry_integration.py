@@ -108,7 +108,7 @@ def test_the_whole_cycle_on_a_real_engine(fresh_engine: Engine, registry: Regist
     assert len(heads) == 4  # one per check, never a GET of the manifest
     assert reg.requests("GET", "", EXPORTER_AGENT) == []
     by_digest = sorted(
-        (p.split("/")[2], s)
+        (p.split("/")[3], s)
         for _, p, s in reg.requests("HEAD", "/manifests/sha256:", EXPORTER_AGENT)
     )
     if eng.build.containerd_store:
