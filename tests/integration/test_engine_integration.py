@@ -417,3 +417,26 @@ def test_prune_frees_at_least_the_reported_unique_bytes(fresh_engine, run_export
     else:
         assert freed >= unused, (freed, unused)
     assert scen.unused_image not in eng.cli("images", "-q", "--no-trunc").stdout
+
+
+def test_a_buildkit_rebuild_leaves_a_dangling_image_except_on_the_containerd_store(
+    fresh_engine, run_exporter
+):
+    """BuildKit rebuilds a tag: the classic store keeps the old image, untagged (dangling);
+    the containerd store drops it (nothing but the tag referenced it), so neither `docker
+    images -f dangling=true` nor docker_images_dangling counts it there."""
+    eng = fresh_engine
+    for content in ("one", "two"):
+        sc.write_context(
+            eng.root / "rebuilt",
+            'FROM scratch\nCOPY busybox /bin/busybox\nCOPY file.txt /file.txt\nCMD ["sh"]\n',
+            {"file.txt": content.encode()},
+            with_busybox=True,
+        )
+        sc.build(eng, eng.root / "rebuilt", ("rebuilt:1",), buildkit=True)
+    want = 0 if eng.build.containerd_store else 1
+    dangling = cli_lines(eng, "images", "-q", "--no-trunc", "-f", "dangling=true")
+    assert len(dangling) == want
+    exp = run_exporter("--docker.host", eng.unix_url, *FAST, env=exporter_env())
+    s = exp.wait_for(lambda s: value(s, "docker_up") == 1.0)
+    assert (value(s, "docker_images"), value(s, "docker_images_dangling")) == (1 + want, want)
