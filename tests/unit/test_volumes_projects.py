@@ -335,3 +335,12 @@ def test_no_project_rw_bytes_without_the_container_sizes_job() -> None:
     assert registry.get_sample_value("docker_project_rw_bytes", {"project": "shop"}) is None
     labels = {"project": "shop", "state": "running"}
     assert registry.get_sample_value("docker_project_containers", labels) == 2
+
+
+@pytest.mark.parametrize("engine", ["docker-28.5", "docker-28.5-containerd"])
+def test_docker_28_5_still_spells_parents_with_a_space(engine: str) -> None:
+    raw = load(f"{engine}/system_df.json")["BuildCache"]
+    assert [" Parents" in r for r in raw].count(True) == 2
+    df = parse_disk_usage(load(f"{engine}/system_df.json"))
+    assert df.build_cache is not None
+    assert sum(len(r.parents) for r in df.build_cache) == 2
