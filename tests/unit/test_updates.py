@@ -283,10 +283,12 @@ def test_the_job_inspects_once_and_asks_the_registry_once_per_interval_for_a_fle
 # --- recorded from real engines (tests/record_registry_fixtures.py) ---------------------------
 
 
-@pytest.mark.parametrize("version", ["20.10", "26.1"])
+@pytest.mark.parametrize("version", ["20.10", "26.1", "28.5", "28.5-containerd"])
 def test_recorded_single_and_multi_arch_pulls_read_current(version: str):
     """After a pull by tag the engine keeps the digest the registry answers to our HEAD:
-    for a multi-arch image the index's, listed beside the platform manifest's."""
+    for a multi-arch image the index's, listed beside the platform manifest's (the
+    containerd store keeps the index as an image of its own, with the index's digest only)."""
+    containerd_store = version.endswith("-containerd")
     fixtures = f"registry-docker-{version}"
     images = parse_images(load(f"{fixtures}/images.json"))
     containers = parse_containers(load(f"{fixtures}/containers.json"))
@@ -295,7 +297,9 @@ def test_recorded_single_and_multi_arch_pulls_read_current(version: str):
     checks = {key_of(parse_reference(tag)): TagCheck(d, "", 1.0) for tag, d in digests.items()}
     created_from = {c.id: c.image for c in containers}
     multi = next(i for i in images if f"{host}/multi/app:latest" in i.repo_tags)
-    assert len(multi.repo_digests) == 2  # the index and the amd64 manifest (pushed alone too)
+    # the index and the amd64 manifest (pushed alone too); the containerd store: the index
+    assert len(multi.repo_digests) == (1 if containerd_store else 2)
+    assert all(i.own_digests is containerd_store for i in images)
     snap = build_updates(1.0, containers, created_from, images, checks, {})
     assert {c.name: c.status for c in snap.containers} == {"multi": "current", "single": "current"}
     assert {(i.tag, i.available) for i in snap.images} >= {
@@ -304,6 +308,13 @@ def test_recorded_single_and_multi_arch_pulls_read_current(version: str):
     }
     moved = {k: TagCheck("sha256:" + "0" * 64, "", 1.0) for k in checks}
     snap = build_updates(1.0, containers, created_from, images, moved, {})
+    want = "unknown" if containerd_store else "pull"  # there: pulled, or built here?
+    assert {c.name: c.status for c in snap.containers} == {"multi": want, "single": want}
+    # the registry has the local digests (they were pulled from it): pull on every store
+    refs = digests_to_check(containers, created_from, LocalImages(images), moved)
+    assert len(refs) == (2 if containerd_store else 0)
+    known = {key_of(r): TagCheck(r.digest, "", 1.0) for r in refs}
+    snap = build_updates(1.0, containers, created_from, images, moved, {}, known)
     assert {c.name: c.status for c in snap.containers} == {"multi": "pull", "single": "pull"}
 
 
