@@ -218,6 +218,11 @@ def test_removed_objects_vanish_and_engine_restart_recovers(fresh_engine, run_ex
     # exits seconds later, so a run may fail on a list (its /version cached) before the next
     # one fails on /version: two causes, each logged once
     failures = [x for x in messages(log) if x.startswith("inventory job: GET")]
+    # the containerd image store: a list that races `docker rmi` may fail once on the removed
+    # image's content (the next run, a second later, lists without it): a cause of its own
+    raced = 'inventory job: GET /images/json: engine answered HTTP 404 "NotFound: content digest'
+    if eng.build.containerd_store and failures and failures[0].startswith(raced):
+        failures = failures[1:]
     assert 1 <= len(failures) <= 2 and len(set(failures)) == len(failures), log
     assert all("cannot connect" in x for x in failures), log
     assert "inventory job: recovered" in log and "Traceback" not in log
