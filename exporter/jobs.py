@@ -60,6 +60,7 @@ from .updates import (
     TagKey,
     UpdatesSnapshot,
     build_updates,
+    digests_to_check,
     key_of,
     needs_inspect,
     refs_to_check,
@@ -299,8 +300,17 @@ class RegistryJob(Job[UpdatesSnapshot]):
             checks[key_of(ref)] = check
             if check.unreachable:
                 unreachable[ref.registry] = check
+        # the containerd store's local digests: did the registry ever have them?
+        known: dict[TagKey, TagCheck] = {}
+        for ref in digests_to_check(containers, created_from, local, checks, self.all_tags):
+            if ref.registry in unreachable:
+                continue
+            check = self.checker.check(ref, config.plain_http(ref.registry), self.schedule.interval)
+            known[key_of(ref)] = check
+            if check.unreachable:
+                unreachable[ref.registry] = check
         stats = self.checker.stats(ref.registry for ref in refs)
-        return build_updates(now, containers, created_from, images, checks, stats)
+        return build_updates(now, containers, created_from, images, checks, stats, known)
 
 
 class Runner(Generic[S]):

@@ -169,7 +169,13 @@ CONFIG_RELOAD_TIME = _g(
 IMAGES = _g(
     "docker_images", (), "Distinct images as 'docker images' lists them (one per ID).", INVENTORY
 )
-IMAGES_DANGLING = _g("docker_images_dangling", (), "Images without any tag.", INVENTORY)
+IMAGES_DANGLING = _g(
+    "docker_images_dangling",
+    (),
+    "Images without any tag. Docker's containerd image store keeps no untagged image after a"
+    " BuildKit rebuild, so it has fewer.",
+    INVENTORY,
+)
 IMAGES_UNUSED = _g(
     "docker_images_unused", (), "Images that no container of any state uses.", INVENTORY
 )
@@ -177,7 +183,8 @@ IMAGE_SIZE = _g(
     "docker_image_size_bytes",
     IMAGE_KEY,
     "The engine's Size of the image, shared layers included: summing it over images"
-    " overcounts disk use (see docker_disk_usage_bytes).",
+    " overcounts disk use (see docker_disk_usage_bytes). Docker's containerd image store"
+    " counts the compressed content (layer blobs) too, beside the unpacked layers.",
     INVENTORY,
 )
 IMAGE_CREATED = _g(
@@ -294,7 +301,9 @@ DISK_ACTIVE = _g(
 IMAGE_UNIQUE_SIZE = _g(
     "docker_image_unique_size_bytes",
     IMAGE_KEY,
-    "Bytes only this image holds (Size - SharedSize): what removing it alone frees.",
+    "Bytes only this image holds (Size - SharedSize): what removing it alone frees. On"
+    " Docker's containerd image store SharedSize counts only unpacked layers, so this"
+    " includes compressed layer blobs other images share too: removing it frees less.",
     DISK_USAGE,
 )
 IMAGE_SHARED_SIZE = _g(
@@ -307,14 +316,16 @@ IMAGES_DANGLING_UNIQUE = _g(
     "docker_images_dangling_unique_bytes",
     (),
     "Unique bytes of dangling images no container uses: a lower bound of what"
-    " 'docker image prune' frees (layers shared only among pruned images are freed too).",
+    " 'docker image prune' frees (layers shared only among pruned images are freed too);"
+    " an upper bound on Docker's containerd image store (see docker_image_unique_size_bytes).",
     DISK_USAGE,
 )
 IMAGES_UNUSED_UNIQUE = _g(
     "docker_images_unused_unique_bytes",
     (),
     "Unique bytes of images no container uses: a lower bound of what 'docker image prune -a'"
-    " frees (layers shared only among pruned images are freed too).",
+    " frees (layers shared only among pruned images are freed too); an upper bound on"
+    " Docker's containerd image store (see docker_image_unique_size_bytes).",
     DISK_USAGE,
 )
 
@@ -335,7 +346,8 @@ CONTAINER_UPDATE_STATUS = _g(
     "1 for the container's one status: current (runs what its tag points to, and the registry"
     " agrees), recreate (the registry agrees with the local tag, the container runs an older"
     " image), pull (the registry has another image for the tag), local (no registry digest:"
-    " built here or pinned by digest), unknown (not checked yet, or the check failed).",
+    " built here or pinned by digest; on Docker's containerd image store, a digest the"
+    " registry answers 404 for), unknown (not checked yet, or the check failed).",
     REGISTRY,
 )
 REGISTRY_CHECK_SUCCESS = _g(

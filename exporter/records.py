@@ -115,6 +115,10 @@ class ImageRecord(msgspec.Struct, frozen=True, gc=False):
     size: int | None
     shared_size: int | None
     containers: int | None  # None where the engine did not count (-1 before API 1.51)
+    # Docker's containerd image store (the image has a Descriptor): RepoDigests name every
+    # tagged image's own manifest digest, built here or pulled; the classic store records
+    # one only on a pull or a push
+    own_digests: bool = False
 
 
 class ContainerRecord(msgspec.Struct, frozen=True, gc=False):
@@ -227,6 +231,7 @@ def parse_image(raw: Fields) -> ImageRecord:
         size=_count(raw, "Size"),
         shared_size=_count(raw, "SharedSize"),
         containers=_count(raw, "Containers"),
+        own_digests=isinstance(raw.get("Descriptor"), dict),
     )
 
 
@@ -336,6 +341,7 @@ class _RawImage(msgspec.Struct, gc=False):
     Size: Number = None
     SharedSize: Number = None
     Containers: Number = None
+    Descriptor: Any = None
 
 
 class _RawContainer(msgspec.Struct, gc=False):
@@ -370,6 +376,7 @@ def _image_of(raw: _RawImage) -> ImageRecord:
         size=_number(raw.Size),
         shared_size=_number(raw.SharedSize),
         containers=_number(raw.Containers),
+        own_digests=isinstance(raw.Descriptor, dict),
     )
 
 

@@ -72,11 +72,14 @@ _CHALLENGE_PARAM = re.compile(r'(\w+)\s*=\s*(?:"([^"]*)"|([^,\s]*))')
 class RegistryError(Exception):
     """A check that failed; ``cause`` stays the same across failures of one kind."""
 
-    def __init__(self, cause: str, detail: str = "", unreachable: bool = False) -> None:
+    def __init__(
+        self, cause: str, detail: str = "", unreachable: bool = False, not_found: bool = False
+    ) -> None:
         super().__init__(f"{cause}: {detail}" if detail else cause)
         self.cause = cause
         # no answer at all, or a 429: the registry's other tags would fare no better now
         self.unreachable = unreachable
+        self.not_found = not_found  # an HTTP 404: the registry answered that it has none
 
 
 @dataclass(frozen=True)
@@ -353,7 +356,8 @@ class RegistryClient:
 
     # --- the check ------------------------------------------------------------------
     def head_manifest(self, ref: Reference) -> Answer:
-        """The digest the registry holds for ``ref``'s tag; RegistryError otherwise."""
+        """The digest the registry holds for ``ref``'s tag (or, for a ``ref`` by digest,
+        that digest when the registry has that manifest); RegistryError otherwise."""
         now = self.clock()
         with self._lock:
             blocked = self._blocked_until
@@ -362,9 +366,12 @@ class RegistryClient:
         with self._slots:
             try:
                 answer = self._head(ref)
-            except RegistryError:
+            except RegistryError as exc:
                 with self._lock:
-                    self._success = False
+                    # "no such manifest" for a digest is an answer: the registry works
+                    self._success = bool(exc.not_found and ref.digest)
+                    if self._success:
+                        self._last_check = self.clock()
                 raise
         with self._lock:
             self._success = True
@@ -374,7 +381,7 @@ class RegistryClient:
         return answer
 
     def _head(self, ref: Reference) -> Answer:
-        url = f"{self.base}/v2/{ref.path}/manifests/{ref.tag}"
+        url = f"{self.base}/v2/{ref.path}/manifests/{ref.tag or ref.digest}"
         scope = f"repository:{ref.path}:pull"
         headers = {"Accept": ACCEPT}
         looked_up: list[Credentials | None] = []
@@ -432,7 +439,7 @@ class RegistryClient:
         if status == 401:
             raise RegistryError("unauthorized (HTTP 401)")
         if status == 404:
-            raise RegistryError("no such tag or repository (HTTP 404)")
+            raise RegistryError("no such tag or repository (HTTP 404)", not_found=True)
         if status != 200:
             raise RegistryError(f"registry answered HTTP {status}")
         digest = response.headers.get("Docker-Content-Digest", "").strip()
@@ -472,6 +479,7 @@ class TagCheck:
     error: str  # the failure's cause, '' on success
     checked_at: float
     unreachable: bool = False  # the failure was the registry's, not the tag's
+    not_found: bool = False  # the registry answered 404: no such tag (or manifest)
 
 
 class RegistryChecker:
@@ -518,7 +526,10 @@ class RegistryChecker:
             return client
 
     def check(self, ref: Reference, plain_http: bool, max_age: float) -> TagCheck:
-        key = (ref.registry, ref.path, ref.tag)
+        """The registry's answer for ``ref``'s tag, or for its digest when it has no tag
+        (a 404 for a digest is an answer, not a failure: it is neither logged nor counted
+        against the registry's success)."""
+        key = (ref.registry, ref.path, ref.tag or ref.digest)
         with self._lock:
             lock = self._key_locks.setdefault(key, threading.Lock())
         with lock:
@@ -533,8 +544,9 @@ class RegistryChecker:
             try:
                 answer = self.client(ref, plain_http).head_manifest(ref)
             except RegistryError as exc:
-                self._log(ref.registry, exc)
-                result = TagCheck("", exc.cause, started, exc.unreachable)
+                if not (exc.not_found and ref.digest):
+                    self._log(ref.registry, exc)
+                result = TagCheck("", exc.cause, started, exc.unreachable, exc.not_found)
             else:
                 if self._logged.pop(ref.registry, None) is not None:
                     log.info("registry %s: checks recovered", ref.registry)

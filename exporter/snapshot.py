@@ -616,12 +616,21 @@ class ContainerSizesSnapshot:
     containers: tuple[ContainerSize, ...]
 
 
+def _size_rw(c: ContainerRecord) -> int | None:
+    """SizeRw of a ``size=1`` answer: Docker leaves it out when it is 0 (omitempty; seen on
+    28.5's classic store) while it sends SizeRootFs, so a container with SizeRootFs and no
+    SizeRw has a real 0; without either the engine gave no sizes (unknown)."""
+    if c.size_rw is None and c.size_root_fs is not None:
+        return 0
+    return c.size_rw
+
+
 def build_container_sizes(
     containers: Iterable[ContainerRecord], collected_at: float
 ) -> ContainerSizesSnapshot:
     return ContainerSizesSnapshot(
         collected_at,
-        tuple(ContainerSize(c.name, c.size_rw, c.size_root_fs) for c in containers),
+        tuple(ContainerSize(c.name, _size_rw(c), c.size_root_fs) for c in containers),
     )
 
 

@@ -7,6 +7,14 @@ that tag is compared with **all** of the local image's ``RepoDigests`` for that 
 (the engine sorts them, so the registry's may be any of them). After a pull by tag the
 engine stores the digest it pulled by: a multi-arch image's index digest, which is what a
 HEAD with the index types in ``Accept`` answers too.
+
+Docker's containerd image store names every tagged image's own manifest digest in
+``RepoDigests``, whether it was pulled or built here (the classic store records a digest only
+on a pull or a push), and nothing in the engine's answer tells the two apart. So for such an
+image (``ImageRecord.own_digests``) whose tag the registry answers with another digest, or
+not at all, the registry is asked once more, by the local digest, in that repository: it has
+it (the image came from there, or was pushed there) and the tag moved: ``pull``; it answers
+404 (never pushed or pulled: built here): ``local``; anything else: ``unknown``.
 """
 
 from __future__ import annotations
@@ -24,7 +32,8 @@ TagKey = tuple[str, str, str]  # (registry, repository path, tag)
 
 
 def key_of(ref: Reference) -> TagKey:
-    return (ref.registry, ref.path, ref.tag)
+    """(registry, path, tag); for a reference by digest, the digest in the tag's place."""
+    return (ref.registry, ref.path, ref.tag or ref.digest)
 
 
 @dataclass(frozen=True)
@@ -109,6 +118,56 @@ class LocalImages:
                     self.tags.append((image, text, ref))
 
 
+def _local_digest_refs(image: ImageRecord, ref: Reference) -> list[Reference]:
+    return [Reference(ref.domain, ref.path, digest=d) for d in sorted(_digests(image, ref.name))]
+
+
+def _needs_digest_check(image: ImageRecord | None, ref: Reference, check: TagCheck | None) -> bool:
+    """A containerd-store image whose tag the registry answered with another digest, or 404."""
+    if image is None or not image.own_digests or check is None:
+        return False
+    digests = _digests(image, ref.name)
+    if not digests:
+        return False
+    return (bool(check.digest) and check.digest not in digests) or check.not_found
+
+
+def _registry_has(
+    image: ImageRecord, ref: Reference, known: Mapping[TagKey, TagCheck]
+) -> bool | None:
+    """Whether the registry has one of the image's local digests in ``ref``'s repository:
+    True (one answered 200), False (all answered 404), None (not asked, or no answer)."""
+    answers = [known.get(key_of(r)) for r in _local_digest_refs(image, ref)]
+    if any(a is not None and a.digest for a in answers):
+        return True
+    if answers and all(a is not None and a.not_found for a in answers):
+        return False
+    return None
+
+
+def digests_to_check(
+    containers: Iterable[ContainerRecord],
+    created_from: Mapping[str, str],
+    local: LocalImages,
+    checks: Mapping[TagKey, TagCheck],
+    all_tags: bool = False,
+) -> tuple[Reference, ...]:
+    """The local digests (by-digest references) worth one registry HEAD each: see above."""
+    wanted: dict[TagKey, Reference] = {}
+    pairs: list[tuple[ImageRecord | None, Reference]] = []
+    for c in containers:
+        ref = tag_ref(created_from.get(c.id, c.image))
+        if ref is not None:
+            pairs.append((local.by_tag.get(key_of(ref)) or local.by_id.get(c.image_id), ref))
+    if all_tags:
+        pairs += [(image, ref) for image, _, ref in local.tags]
+    for image, ref in pairs:
+        if image is not None and _needs_digest_check(image, ref, checks.get(key_of(ref))):
+            for r in _local_digest_refs(image, ref):
+                wanted[key_of(r)] = r
+    return tuple(wanted[k] for k in sorted(wanted))
+
+
 def refs_to_check(
     containers: Iterable[ContainerRecord],
     created_from: Mapping[str, str],
@@ -136,6 +195,7 @@ def container_status(
     created_from: str,
     local: LocalImages,
     checks: Mapping[TagKey, TagCheck],
+    known: Mapping[TagKey, TagCheck] | None = None,
 ) -> str:
     ref = tag_ref(created_from)
     if ref is None:
@@ -149,6 +209,12 @@ def container_status(
     if not digests:
         return LOCAL
     check = checks.get(key_of(ref))
+    if _needs_digest_check(base, ref, check):
+        has = _registry_has(base, ref, known or {})
+        if has is False:
+            return LOCAL  # the containerd store's own digest, never pushed or pulled
+        if has is None:
+            return UNKNOWN
     if check is None or not check.digest:
         return UNKNOWN
     if check.digest not in digests:
@@ -165,13 +231,17 @@ def build_updates(
     images: Iterable[ImageRecord],
     checks: Mapping[TagKey, TagCheck],
     stats: Mapping[str, RegistryStats],
+    known: Mapping[TagKey, TagCheck] | None = None,
 ) -> UpdatesSnapshot:
+    """``known``: the registry's answers for the local digests of ``digests_to_check``."""
+    known = known or {}
     local = LocalImages(images)
     statuses = tuple(
         sorted(
             (
                 ContainerUpdate(
-                    c.name, container_status(c, created_from.get(c.id, c.image), local, checks)
+                    c.name,
+                    container_status(c, created_from.get(c.id, c.image), local, checks, known),
                 )
                 for c in containers
             ),
@@ -184,6 +254,8 @@ def build_updates(
         digests = _digests(image, ref.name)
         if check is None or not check.digest or not digests:
             continue  # absent while unknown
+        if _needs_digest_check(image, ref, check) and _registry_has(image, ref, known) is not True:
+            continue  # built here (the containerd store's own digest), or unknown
         update = ImageUpdate(_short(image.id), text, check.digest not in digests)
         image_updates[(update.image_id, update.tag)] = update
     outcomes = []

@@ -23,9 +23,9 @@ from typing import Any
 
 import docker
 
-from tests.harness import docker26
+from tests.harness import debian_docker
 from tests.harness import scenario as sc
-from tests.harness.dockerd import SYSTEM_DOCKER, dockerd_available, start_engine
+from tests.harness.dockerd import dockerd_available, start_engine
 from tests.harness.podman import VERSIONS as PODMAN_VERSIONS
 from tests.harness.podman import build_unavailable, podman_build, start_podman
 from tests.support.paths import FIXTURES
@@ -113,7 +113,7 @@ def write(out: Path, lines: list[bytes], meta: dict[str, object]) -> None:
 
 
 def record_docker(version: str, out: Path) -> None:
-    build = SYSTEM_DOCKER if version == SYSTEM_DOCKER.version else docker26.engine_build()
+    build = debian_docker.build_for(version)
     reason = dockerd_available(build)
     if reason:
         raise SystemExit(f"docker {version}: cannot record: {reason}")
@@ -155,13 +155,19 @@ def record_podman(out: Path, version: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--out", type=Path, default=FIXTURES, help="fixtures directory")
+    parser.add_argument(
+        "--docker",
+        action="append",
+        choices=debian_docker.ENGINE_VERSIONS,
+        help="record only this dockerd version (repeatable; default: all)",
+    )
     parser.add_argument("--no-podman", action="store_true")
     parser.add_argument("--no-docker", action="store_true")
     parser.add_argument(
         "--podman", action="append", choices=PODMAN_VERSIONS, help="only this podman version"
     )
     args = parser.parse_args(argv)
-    for version in () if args.no_docker else (SYSTEM_DOCKER.version, docker26.VERSION):
+    for version in () if args.no_docker else args.docker or debian_docker.ENGINE_VERSIONS:
         record_docker(version, args.out / f"docker-{version}")
     for version in [] if args.no_podman else args.podman or PODMAN_VERSIONS:
         record_podman(args.out / f"podman-{version}", version)

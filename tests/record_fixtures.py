@@ -1,13 +1,13 @@
 """Record raw engine API answers as JSON fixtures: ``python -m tests.record_fixtures``.
 
-Starts a private dockerd of each version the engine tests run (Debian 12's 20.10 and
-Debian 13's 26.1, see ``tests/harness/docker26.py``) and a private podman service, builds
-the test scenario in each (``tests/harness/scenario.py``, ``tests/harness/podman.py``),
+Starts a private dockerd of each version the engine tests run (Debian 12's 20.10, Debian
+13's 26.1 and sid's 28.5 in both image stores, see ``tests/harness/debian_docker.py``) and a
+private podman service of each version (4.3, and 5.8 from tests/harness/podman5.py's chroot),
+builds the test scenario in each (``tests/harness/scenario.py``, ``tests/harness/podman.py``),
 then stores the JSON of a few GET endpoints, pretty-printed with sorted keys, under
-``tests/fixtures/docker-<version>/`` and ``tests/fixtures/podman-<version>/`` (4.3, and 5.8
-from tests/harness/podman5.py's chroot); plus, for docker,
-the text of ``docker system df`` and ``docker system df -v`` and, for both, a
-``scenario.json`` naming what the scenario created (ids, names).
+``tests/fixtures/docker-<version>/`` and ``tests/fixtures/podman-<version>/``; plus the text
+of ``docker system df`` and ``docker system df -v`` (and Podman's own CLI text) and, for
+both, a ``scenario.json`` naming what the scenario created (ids, names).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import docker
 
-from tests.harness import docker26
-from tests.harness.dockerd import SYSTEM_DOCKER, EngineBuild, dockerd_available, start_engine
+from tests.harness import debian_docker
+from tests.harness.dockerd import EngineBuild, dockerd_available, start_engine
 from tests.harness.podman import (
     VERSIONS as PODMAN_VERSIONS,
 )
@@ -54,7 +54,7 @@ PODMAN_CLI: Mapping[str, tuple[str, ...]] = {
     "ps.txt": ("ps", "-a", "--size", "--no-trunc", "--format", "{{.Names}} {{.State}} {{.Size}}"),
 }
 
-DOCKER_VERSIONS = (SYSTEM_DOCKER.version, docker26.VERSION)
+DOCKER_VERSIONS = debian_docker.ENGINE_VERSIONS
 
 
 def dump_json(path: Path, data: object) -> None:
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     written: list[Path] = []
     for version in [] if args.no_docker else args.docker or DOCKER_VERSIONS:
-        build = SYSTEM_DOCKER if version == SYSTEM_DOCKER.version else docker26.engine_build()
+        build = debian_docker.build_for(version)
         reason = dockerd_available(build)
         if reason:
             print(f"docker {version}: cannot record: {reason}", file=sys.stderr)

@@ -1,11 +1,12 @@
 """Record what the engine keeps after pulls by tag from a real registry, for the registry
 job's unit tests: ``python -m tests.record_registry_fixtures``.
 
-For each dockerd version the engine tests run, with a private docker-registry on loopback:
-a single-arch image pushed, removed and pulled by tag; a multi-arch OCI index (linux/amd64
-and linux/arm64) pulled by tag; one container created from each. Stores /images/json and
-/containers/json as the engine answers, and the digest the registry answers to the exporter's
-HEAD for each tag, under ``tests/fixtures/registry-docker-<version>/``.
+For each dockerd version the engine tests run (or those named as arguments), with a private
+docker-registry on loopback: a single-arch image pushed, removed and pulled by tag; a
+multi-arch OCI index (linux/amd64 and linux/arm64) pulled by tag; one container created from
+each. Stores /images/json and /containers/json as the engine answers, and the digest the
+registry answers to the exporter's HEAD for each tag, under
+``tests/fixtures/registry-docker-<version>/``.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import docker
 
 from exporter.reference import parse_reference
 from exporter.registry import RegistryClient
-from tests.harness import docker26
-from tests.harness.dockerd import SYSTEM_DOCKER, EngineBuild, dockerd_available, start_engine
+from tests.harness import debian_docker
+from tests.harness.dockerd import EngineBuild, dockerd_available, start_engine
 from tests.harness.registry import (
     push_multi_arch,
     registry_server,
@@ -63,14 +64,18 @@ def record(build: EngineBuild) -> None:
         engine.close()
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    """``argv``: the dockerd versions to record (default: every one available here)."""
+    wanted = (sys.argv[1:] if argv is None else argv) or debian_docker.ENGINE_VERSIONS
     missing = registry_unavailable()
     if missing:
         print(missing, file=sys.stderr)
         return 1
-    builds = [SYSTEM_DOCKER]
-    if docker26.unavailable() is None:
-        builds.append(docker26.engine_build())
+    builds = [
+        debian_docker.build_for(version)
+        for version in wanted
+        if debian_docker.build_unavailable(version) is None
+    ]
     for build in builds:
         reason = dockerd_available(build)
         if reason:

@@ -339,11 +339,16 @@ class ApiDaemon:
 @dataclass(frozen=True)
 class EngineBuild:
     """Which dockerd to run: its version (the test id), its binary, and the directories put
-    first on its PATH (where its own containerd, shims and docker-proxy are)."""
+    first on its PATH (where its own containerd, shims and docker-proxy are); the docker CLI
+    that drives it (and that CLI's plugins: buildx); ``containerd_store``: with the
+    containerd image store (``features.containerd-snapshotter`` in its config file)."""
 
     version: str
     dockerd: Path
     path_dirs: tuple[Path, ...] = ()
+    cli: Path = Path(DOCKER_CLI)
+    cli_plugins: Path | None = None
+    containerd_store: bool = False
 
     def daemon_env(self, extra: Mapping[str, str]) -> dict[str, str]:
         env = clean_env(extra)
@@ -426,9 +431,9 @@ class Engine(ApiDaemon):
         cwd: Path | None = None,
         timeout: float | None = 300.0,
     ) -> subprocess.CompletedProcess[str]:
-        """``/usr/bin/docker -H unix://... ARGS`` (text mode, output captured)."""
+        """``docker -H unix://... ARGS`` with the build's CLI (text mode, output captured)."""
         return run(
-            [DOCKER_CLI, "-H", self.unix_url, *args],
+            [str(self.build.cli), "-H", self.unix_url, *args],
             check=check,
             env=self.cli_env(env),
             input=input,
@@ -456,7 +461,8 @@ class Engine(ApiDaemon):
             "--ip-masq=false",
             "--ip-forward=false",
             "--userland-proxy=false",
-            "--storage-driver", "overlay2",
+            # the containerd store names containerd's snapshotter: "overlay2" is not one
+            "--storage-driver", "overlayfs" if self.build.containerd_store else "overlay2",
             "--shutdown-timeout", "2",  # busybox sleeps ignore SIGTERM: no 15 s wait on stop
             "-H", self.unix_url,
             "-H", self.tcp_url,
@@ -471,6 +477,13 @@ class Engine(ApiDaemon):
         if self.running:
             return
         self.cli_config.mkdir(parents=True, exist_ok=True)
+        plugins = self.build.cli_plugins
+        if plugins is not None and plugins.is_dir():  # found in $DOCKER_CONFIG/cli-plugins
+            own = self.cli_config / "cli-plugins"
+            own.mkdir(exist_ok=True)
+            for plugin in plugins.iterdir():
+                with contextlib.suppress(FileExistsError):
+                    (own / plugin.name).symlink_to(plugin)
         self._launch(self.daemon_args(), self.build.daemon_env(self.daemon_env), timeout)
 
     def _daemon_pid(self) -> int | None:
@@ -535,7 +548,7 @@ def dockerd_available(build: EngineBuild = SYSTEM_DOCKER) -> str | None:
     """``None`` if a private dockerd of ``build`` can be run here, else a one-line reason."""
     if not hasattr(os, "geteuid") or os.geteuid() != 0:
         return "dockerd needs root (not running as uid 0)"
-    for binary in (str(build.dockerd), DOCKER_CLI):
+    for binary in (str(build.dockerd), str(build.cli)):
         if not os.access(binary, os.X_OK):
             return f"{binary} not found or not executable"
     path = build.daemon_env({})["PATH"]
@@ -545,6 +558,15 @@ def dockerd_available(build: EngineBuild = SYSTEM_DOCKER) -> str | None:
     if not os.access("/bin/busybox", os.X_OK):
         return "/bin/busybox (busybox-static) not found; test images are built from it"
     return None
+
+
+def daemon_config(root: Path, build: EngineBuild) -> dict[str, object]:
+    """dockerd's config file: the trust key kept out of /etc/docker (the default place), and
+    the containerd image store when the build asks for it."""
+    config: dict[str, object] = {"deprecated-key-path": str(root / "key.json")}
+    if build.containerd_store:
+        config["features"] = {"containerd-snapshotter": True}
+    return config
 
 
 def start_engine(
@@ -575,10 +597,7 @@ def start_engine(
             daemon_env=dict(daemon_env or {}),
             build=build,
         )
-        # The only setting: keep the trust key out of /etc/docker (the default place).
-        engine.config_file.write_text(
-            json.dumps({"deprecated-key-path": str(root / "key.json")}, indent=2) + "\n"
-        )
+        engine.config_file.write_text(json.dumps(daemon_config(root, build), indent=2) + "\n")
         engine.start()
     except BaseException:
         if engine is not None:

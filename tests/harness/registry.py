@@ -259,6 +259,7 @@ def tiny_image(engine: Engine, ref: str, content: str) -> str:
 
 INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 
 def push_multi_arch(engine: Engine, reg: RegistryServer, path: str, tag: str) -> str:
@@ -271,7 +272,8 @@ def push_multi_arch(engine: Engine, reg: RegistryServer, path: str, tag: str) ->
         engine.cli("push", ref)
         head = requests.head(
             f"http://{reg.host}/v2/{path}/manifests/{tag}-{arch}",
-            headers={"Accept": DOCKER_MANIFEST},
+            # the containerd image store pushes OCI manifests, the classic store Docker's
+            headers={"Accept": f"{DOCKER_MANIFEST}, {OCI_MANIFEST}"},
             timeout=10,
         )
         parts.append(

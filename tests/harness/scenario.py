@@ -283,9 +283,29 @@ def _try_buildkit(engine: Engine, build_dir: Path) -> tuple[str | None, bool, st
     return image_id, True, ""
 
 
+class TransientDfError(OSError):
+    """``/system/df`` failed on a snapshot BuildKit had just removed (see below)."""
+
+
 def build_cache_count(engine: Engine) -> int:
-    """Number of build cache records ``docker system df`` reports."""
-    out = engine.cli("system", "df", "--format", "{{.Type}}\t{{.TotalCount}}").stdout
+    """Number of build cache records ``docker system df`` reports.
+
+    Right after a BuildKit build the containerd image store may answer ``/system/df`` with
+    "snapshot ...-view does not exist" (it lists a build snapshot while BuildKit removes it):
+    asked again until it answers, for up to 10 s.
+    """
+
+    def ask() -> str:
+        proc = engine.cli(
+            "system", "df", "--format", "{{.Type}}\t{{.TotalCount}}", check=False
+        )  # fmt: skip
+        if proc.returncode != 0 and "does not exist" in proc.stderr:
+            raise TransientDfError(proc.stderr.strip())
+        if proc.returncode != 0:
+            raise RuntimeError(f"docker system df failed: {proc.stderr.strip()}")
+        return proc.stdout or "\n"
+
+    out = wait_until(ask, 10.0, what="docker system df after a BuildKit build", interval=0.2)
     for line in out.splitlines():
         kind, _, count = line.partition("\t")
         if kind.strip() == "Build Cache":

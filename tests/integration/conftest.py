@@ -1,9 +1,11 @@
 """The real engines: started by the suite from tests/harness/, never the user's own.
 
 Every test that uses ``engine``, ``fresh_engine`` or ``scenario`` runs once per engine
-version: Debian 12's dockerd 20.10 (API 1.41) and Debian 13's dockerd 26.1 (API 1.45,
-fetched and unpacked by tests/harness/docker26.py). Every test that uses ``podman_build``
-runs once per Podman version: Debian 12's Podman 4.3 and Podman 5.8 in Debian forky's chroot
+version: Debian 12's dockerd 20.10 (API 1.41), Debian 13's dockerd 26.1 (API 1.45) and
+Debian sid's dockerd 28.5 (API 1.51) with the classic image store (``docker-28.5``) and with
+the containerd image store (``docker-28.5-containerd``); the newer ones are fetched and
+unpacked by tests/harness/debian_docker.py. Every test that uses ``podman_build`` runs once
+per Podman version: Debian 12's Podman 4.3 and Podman 5.8 in Debian forky's chroot
 (tests/harness/podman5.py). Without an engine these tests skip on a developer machine and
 fail on CI (CI=true).
 """
@@ -14,10 +16,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.harness import docker26
+from tests.harness import debian_docker
 from tests.harness import podman as podman_harness
 from tests.harness.dockerd import (
-    SYSTEM_DOCKER,
     Engine,
     EngineBuild,
     dockerd_available,
@@ -26,16 +27,14 @@ from tests.harness.dockerd import (
 from tests.harness.scenario import Scenario, build_scenario
 from tests.support.env import need
 
-ENGINE_VERSIONS = (SYSTEM_DOCKER.version, docker26.VERSION)
+ENGINE_VERSIONS = debian_docker.ENGINE_VERSIONS
 
 
 @pytest.fixture(scope="session", params=ENGINE_VERSIONS, ids=lambda v: f"docker-{v}")
 def engine_build(request: pytest.FixtureRequest) -> EngineBuild:
     """Which dockerd the engine fixtures start (the suite runs once per version)."""
-    if request.param == SYSTEM_DOCKER.version:
-        return SYSTEM_DOCKER
-    need(docker26.unavailable())
-    return docker26.engine_build()
+    need(debian_docker.build_unavailable(request.param))
+    return debian_docker.build_for(request.param)
 
 
 @pytest.fixture(scope="session", params=podman_harness.VERSIONS, ids=lambda v: f"podman-{v}")

@@ -220,10 +220,14 @@ def test_removed_objects_vanish_and_engine_restart_recovers(fresh_engine, run_ex
     # one fails on /version; on a busy machine the starting engine may also take longer
     # than the timeout to answer: each cause is logged once, however many runs fail
     failures = [x for x in messages(log) if x.startswith("inventory job: GET")]
+    # the containerd image store: a list that races `docker rmi` may fail once on the removed
+    # image's content (the next run, a second later, lists without it): a cause of its own
+    raced = 'inventory job: GET /images/json: engine answered HTTP 404 "NotFound: content digest'
+    if eng.build.containerd_store and failures and failures[0].startswith(raced):
+        failures = failures[1:]
     assert failures and len(set(failures)) == len(failures), log
     causes = ("cannot connect to", "no answer within")
     assert all(any(c in x for c in causes) for x in failures), log
-    assert all("cannot connect" in x for x in failures), log
     assert "inventory job: recovered" in log and "Traceback" not in log
 
 
@@ -382,7 +386,8 @@ def test_disk_usage_equals_docker_system_df(engine, scenario, run_exporter):
         rw, virtual = re.match(r"(\S+) \(virtual (\S+)\)", p["Size"]).groups()  # type: ignore[union-attr]
         got_rw = value(s, "docker_container_rw_size_bytes", name=p["Names"])
         got_virtual = value(s, "docker_container_rootfs_size_bytes", name=p["Names"])
-        assert human_size(got_rw or 0, 3) == rw
+        # a real 0 too where the engine left SizeRw out (28.5's classic store: omitempty)
+        assert got_rw is not None and human_size(got_rw, 3) == rw
         assert got_virtual is not None and human_size(got_virtual, 3) == virtual
 
     # /info, read with /version: the data root and driver `docker info` names; on this local
@@ -403,6 +408,21 @@ def layers_size(engine: Engine) -> int:
         return int(client.df()["LayersSize"])
     finally:
         client.close()
+
+
+def content_and_unpacked(engine: Engine, image_id: str) -> tuple[int, int]:
+    """The containerd store's split of an image's ``Size`` (``/images/json?manifests=1``,
+    API 1.47+): its compressed content (blobs, config, manifests) and its unpacked snapshots."""
+    client = docker.APIClient(base_url=engine.unix_url, version="1.51")
+    try:
+        url = client._url("/images/json")
+        images = client.get(url, params={"all": "1", "manifests": "1"}).json()
+    finally:
+        client.close()
+    (image,) = [i for i in images if i["Id"] == image_id]
+    (manifest,) = [m for m in image["Manifests"] if m["Kind"] == "image"]
+    assert image["Size"] == manifest["Size"]["Total"]
+    return manifest["Size"]["Content"], manifest["ImageData"]["Size"]["Unpacked"]
 
 
 def test_prune_frees_at_least_the_reported_unique_bytes(fresh_engine, run_exporter):
@@ -432,12 +452,35 @@ def test_prune_frees_at_least_the_reported_unique_bytes(fresh_engine, run_export
 
     s = fresh_df(0)
     dangling = value(s, "docker_images_dangling_unique_bytes")
-    # the untagged first build of inv-app:2; inv-outdated's untagged image is used, so kept
-    assert dangling == sc.APP2_OLD_BLOB
+    containerd_store = eng.build.containerd_store
+    if containerd_store:
+        # The containerd store's Size counts the image's compressed content (its layer blobs,
+        # config and manifest) beside its unpacked snapshots, while SharedSize counts shared
+        # snapshots only: the "unique" bytes (Size - SharedSize, the UNIQUE SIZE of `docker
+        # system df -v`) include the blob of the base layer that every image shares, and
+        # pruning frees less than them. Exactly: its snapshot's own bytes (the 150 KiB file,
+        # in filesystem blocks) plus all of its content.
+        (key,) = [
+            x
+            for x in series(s, "docker_image_shared_size_bytes")
+            if x["image_id"] == scen.dangling_image[7:19]
+        ]
+        shared = value(s, "docker_image_shared_size_bytes", **key)
+        content, unpacked = content_and_unpacked(eng, scen.dangling_image)
+        assert shared is not None and dangling == content + unpacked - shared
+        own_snapshot = unpacked - shared
+        assert sc.APP2_OLD_BLOB <= own_snapshot < sc.APP2_OLD_BLOB + 64 * 1024
+    else:
+        # the untagged first build of inv-app:2; inv-outdated's untagged image is used, so kept
+        assert dangling == sc.APP2_OLD_BLOB
     before = layers_size(eng)
     eng.cli("image", "prune", "-f")
     freed = before - layers_size(eng)
-    assert freed >= dangling, (freed, dangling)
+    if containerd_store:
+        # its snapshot and the blobs no other image has go; the shared base blob stays
+        assert dangling is not None and own_snapshot < freed < dangling, (freed, dangling)
+    else:
+        assert freed >= dangling, (freed, dangling)
 
     t = value(
         exp.samples(), "docker_exporter_last_success_timestamp_seconds", collector="disk_usage"
@@ -449,5 +492,32 @@ def test_prune_frees_at_least_the_reported_unique_bytes(fresh_engine, run_export
     eng.cli("image", "prune", "-af")
     freed = before - layers_size(eng)
     assert unused is not None and unused > 0
-    assert freed >= unused, (freed, unused)
+    if containerd_store:
+        # each unused image's "unique" bytes count the base layer's blob again (see above)
+        assert 0 < freed < unused, (freed, unused)
+    else:
+        assert freed >= unused, (freed, unused)
     assert scen.unused_image not in eng.cli("images", "-q", "--no-trunc").stdout
+
+
+def test_a_buildkit_rebuild_leaves_a_dangling_image_except_on_the_containerd_store(
+    fresh_engine, run_exporter
+):
+    """BuildKit rebuilds a tag: the classic store keeps the old image, untagged (dangling);
+    the containerd store drops it (nothing but the tag referenced it), so neither `docker
+    images -f dangling=true` nor docker_images_dangling counts it there."""
+    eng = fresh_engine
+    for content in ("one", "two"):
+        sc.write_context(
+            eng.root / "rebuilt",
+            'FROM scratch\nCOPY busybox /bin/busybox\nCOPY file.txt /file.txt\nCMD ["sh"]\n',
+            {"file.txt": content.encode()},
+            with_busybox=True,
+        )
+        sc.build(eng, eng.root / "rebuilt", ("rebuilt:1",), buildkit=True)
+    want = 0 if eng.build.containerd_store else 1
+    dangling = cli_lines(eng, "images", "-q", "--no-trunc", "-f", "dangling=true")
+    assert len(dangling) == want
+    exp = run_exporter("--docker.host", eng.unix_url, *FAST, env=exporter_env())
+    s = exp.wait_for(lambda s: value(s, "docker_up") == 1.0)
+    assert (value(s, "docker_images"), value(s, "docker_images_dangling")) == (1 + want, want)

@@ -187,6 +187,7 @@ class Stack:
     node: NodeExporter
     data_root: str
     engine_version: str
+    storage_driver: str  # `docker info`'s: overlayfs on the containerd image store
 
 
 @pytest.fixture(scope="module")
@@ -253,9 +254,11 @@ def stack(engine, scenario, tmp_path_factory) -> Iterator[Stack]:
             timeout=60,
         )
         time.sleep(2)  # scraped after the rise
-        data_root = engine.cli("info", "--format", "{{.DockerRootDir}}").stdout.strip()
+        data_root, driver = engine.cli(
+            "info", "--format", "{{.DockerRootDir}} {{.Driver}}"
+        ).stdout.split()
         version = engine.cli("version", "--format", "{{.Server.Version}}").stdout.strip()
-        yield Stack(prom, exp, f"127.0.0.1:{exp.port}", node, data_root, version)
+        yield Stack(prom, exp, f"127.0.0.1:{exp.port}", node, data_root, version, driver)
 
 
 # --------------------------------------------------------------------------- the tests
@@ -535,7 +538,7 @@ def test_capacity_join_finds_node_exporters_filesystem_of_the_data_root(stack):
         "instance": stack.instance,
         "host": host,
         "data_root": stack.data_root,
-        "storage_driver": "overlay2",
+        "storage_driver": stack.storage_driver,
         "mountpoint": mountpoint,
     }
     node_size = prom.query(f'node_filesystem_size_bytes{{job="node", mountpoint="{mountpoint}"}}')[

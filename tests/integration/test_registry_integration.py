@@ -91,13 +91,34 @@ def test_the_whole_cycle_on_a_real_engine(fresh_engine: Engine, registry: Regist
 
     eng.cli("rm", "app")
     eng.cli("create", "--name", "app", tag)
-    tiny_image(eng, "built-here:dev", "local")
-    eng.cli("create", "--name", "dev", "built-here:dev")
+    # built here, never pushed: at a tag the registry has none for, and at a tag it holds
+    # another image for. The classic store records no digest for them (no registry request);
+    # the containerd store names their own manifest digests in RepoDigests, which the
+    # registry answers 404 for: local, not pull
+    dev, rebuilt = f"{reg.host}/cycle/dev:dev", f"{reg.host}/cycle/other:v1"
+    tiny_image(eng, dev, "local")
+    eng.cli("create", "--name", "dev", dev)
+    tiny_image(eng, rebuilt, "remote")
+    eng.cli("push", rebuilt)
+    tiny_image(eng, rebuilt, "rebuilt-here")
+    eng.cli("create", "--name", "rebuilt", rebuilt)
     time.sleep(1.0)
-    assert statuses(job) == {"app": "current", "dev": "local"}
+    assert statuses(job) == {"app": "current", "dev": "local", "rebuilt": "local"}
     heads = reg.requests("HEAD", "/cycle/app/manifests/v1", EXPORTER_AGENT)
     assert len(heads) == 4  # one per check, never a GET of the manifest
     assert reg.requests("GET", "", EXPORTER_AGENT) == []
+    by_digest = sorted(
+        (p.split("/")[3], s)
+        for _, p, s in reg.requests("HEAD", "/manifests/sha256:", EXPORTER_AGENT)
+    )
+    if eng.build.containerd_store:
+        # the "pull" check asked for the first image's digest (found), the last one for the
+        # two built here (404); the tags of the last check: dev 404, other another digest
+        assert by_digest == [("app", "200"), ("dev", "404"), ("other", "404")]
+        assert len(reg.requests("HEAD", "/cycle/dev/manifests/dev", EXPORTER_AGENT)) == 1
+    else:
+        assert by_digest == []
+        assert reg.requests("HEAD", "/cycle/dev/", EXPORTER_AGENT) == []
 
 
 def test_a_multi_arch_index_pulled_by_tag_reads_current(

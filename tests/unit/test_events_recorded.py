@@ -1,7 +1,8 @@
-"""What dockerd 20.10, 26.1 and Podman 4.3 and 5.8 really sent on /events
-(tests/record_events.py), through the engine's filter and the counter: the restart loop ends
-equal to inspect's RestartCount, the OOM kill is one (on Podman, which sends no oom event, as
-the inspect after its die says), and the healthcheck execs are left out by the filter."""
+"""What dockerd 20.10, 26.1, 28.5 (both image stores) and Podman 4.3 and 5.8 really sent on
+/events (tests/record_events.py), through the engine's filter and the counter: the restart
+loop ends equal to inspect's RestartCount, the OOM kill is one (on Podman, which sends no oom
+event, as the inspect after its die says), and the healthcheck execs are left out by the
+filter."""
 
 from __future__ import annotations
 
@@ -13,7 +14,14 @@ import pytest
 from exporter.events import FILTERS, OOM_EXIT_CODE, EventCounter, parse_event, short_id
 from tests.support.paths import FIXTURES
 
-ENGINES = ("docker-20.10", "docker-26.1", "podman-4.3", "podman-5.8")
+ENGINES = (
+    "docker-20.10",
+    "docker-26.1",
+    "docker-28.5",
+    "docker-28.5-containerd",
+    "podman-4.3",
+    "podman-5.8",
+)
 
 
 def recorded(engine: str) -> tuple[list[bytes], dict[str, Any]]:
@@ -77,3 +85,17 @@ def test_the_filter_leaves_out_healthcheck_execs(engine):
     if engine.startswith("docker"):
         assert actions.count("exec_start") >= 3  # the engine emitted them...
     assert not [a for a in sent if a.startswith(("exec_", "health_status"))]  # ...not sent
+
+
+@pytest.mark.parametrize("engine", [e for e in ENGINES if e.startswith("docker")])
+def test_docker_sends_oom_before_die_137_and_28_5_image_create(engine):
+    """Every dockerd: ``oom`` right before the ``die`` with exitCode 137. 28.5's builds emit
+    an image ``create`` (each committed step) beside the ``tag``; 26.1 and older do not."""
+    lines, meta = recorded(engine)
+    events = [json.loads(line) for line in lines]
+    hog = [e["Action"] for e in events if e.get("id") == meta["hog"]["id"]]
+    assert hog[hog.index("oom") + 1] == "die"
+    (die,) = [e for e in events if e.get("id") == meta["hog"]["id"] and e["Action"] == "die"]
+    assert die["Actor"]["Attributes"]["exitCode"] == "137"
+    creates = [e for e in events if e["Type"] == "image" and e["Action"] == "create"]
+    assert len(creates) == {"docker-28.5": 2, "docker-28.5-containerd": 3}.get(engine, 0)

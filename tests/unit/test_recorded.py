@@ -1,10 +1,12 @@
 """Exact figures from answers recorded on real engines: dockerd 20.10 (Debian 12), dockerd 26.1
-(Debian 13), Podman 4.3 and Podman 5.8 (Debian forky; podman-5.8/*.txt is what its CLI printed
-for the same state).
+(Debian 13), dockerd 28.5 (Debian sid) with the classic and with the containerd image store,
+Podman 4.3 and Podman 5.8 (Debian forky; podman-5.8/*.txt is what its CLI printed for the same
+state).
 
 The fixtures were recorded by tests/record_fixtures.py from the scenario in
 tests/harness/scenario.py; docker-*/system_df.txt is what `docker system df` printed
-for the same state, so the disk figures are checked against the CLI itself.
+for the same state, so the disk figures are checked against the CLI itself (28.5's own CLI
+for 28.5). The 20.10 and 26.1 recordings predate the scenario's inv-looping and inv-oom.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from exporter.records import parse_disk_usage
-from exporter.snapshot import build_disk_usage
+from exporter.records import parse_containers, parse_disk_usage
+from exporter.snapshot import build_container_sizes, build_disk_usage
 from tests.support.humanize import human_size
 from tests.support.inventory import recorded_inventory
 from tests.support.paths import FIXTURES, load
@@ -31,18 +33,31 @@ def inventory(engine: str):
 
 @dataclass(frozen=True)
 class Recorded:
-    """What differs between the two recorded dockerd versions; the rest must be equal."""
+    """What differs between the recorded dockerd versions; the rest must be equal."""
 
     version: str
     api_version: str
     images_reclaimable: int
     health_image_unique: int  # see test_shared_size_counts_hidden_parent_images_from_26_1
+    app_containers: int = 6  # 8 with inv-looping and inv-oom (recorded from 28.5 on)
+    images_size: int = 4899571
+    build_cache: int = 2002894
+    dangling_unique: int = 153600
+    unused_unique: int = 2740019
 
 
+# The containerd image store's Size counts each image's compressed content (blobs, config,
+# manifests) beside its unpacked snapshots, and SharedSize only shared snapshots: every
+# image's "unique" bytes include the base layer's blob, as `docker system df -v` shows them.
 DOCKER = {
     "docker-20.10": Recorded("20.10.24+dfsg1", "1.41", 4725491, 10240),
     "docker-26.1": Recorded("26.1.5+dfsg1", "1.45", 4735731, 0),
+    "docker-28.5": Recorded("28.5.2+dfsg4", "1.51", 4735731, 0, 8),
+    "docker-28.5-containerd": Recorded(
+        "28.5.2+dfsg4", "1.51", 8716299, 1141072, 8, 12424466, 2019328, 1428715, 10216505
+    ),
 }
+CLASSIC = ("docker-20.10", "docker-26.1", "docker-28.5")
 docker_engines = pytest.mark.parametrize("engine", sorted(DOCKER))
 
 
@@ -71,7 +86,7 @@ def test_docker_inventory(engine):
         "running": 4,
         "removing": 0,
         "paused": 1,
-        "exited": 2,
+        "exited": DOCKER[engine].app_containers - 4,  # inv-looping and inv-oom exited too
         "dead": 0,
     }
     c = {x.name: x for x in snap.containers}
@@ -86,10 +101,10 @@ def test_docker_inventory(engine):
     app = images[short(ids["app_image"])]
     assert app.name == "inv-alias:v1"
     assert app.tags == (("inv-alias", "v1"), ("inv-app", "1"), ("inv-app", "latest"))
-    assert (app.containers, app.last_used) == (6, NOW)
+    assert (app.containers, app.last_used) == (DOCKER[engine].app_containers, NOW)
     dangling = images[short(ids["dangling_image"])]
     assert dangling.dangling and dangling.containers == 0
-    assert dangling.name == "<none>:<none>"  # 20.10 sends that placeholder, 26.1 sends no tag
+    assert dangling.name == "<none>:<none>"  # 20.10 sends that placeholder, 26.1+ no tag
     assert images[short(ids["unused_image"])].last_used is None
 
 
@@ -145,14 +160,18 @@ def test_docker_disk_usage_equals_the_cli(engine, resource, row):
 def test_docker_disk_usage_exact_bytes(engine):
     snap = disk_usage(engine)
     r = snap.resources
+    want = DOCKER[engine]
     assert (r["images"].size, r["images"].reclaimable) == (
-        4899571,
-        DOCKER[engine].images_reclaimable,
+        want.images_size,
+        want.images_reclaimable,
     )
-    assert (r["build_cache"].size, r["build_cache"].reclaimable) == (2002894, 2002894)
+    assert (r["build_cache"].size, r["build_cache"].reclaimable) == (
+        want.build_cache,
+        want.build_cache,
+    )
     # the unused dangling image; the other dangling one is used by inv-outdated
-    assert snap.dangling_unique == 153600
-    assert snap.unused_unique == 2740019
+    assert snap.dangling_unique == want.dangling_unique
+    assert snap.unused_unique == want.unused_unique
 
 
 @docker_engines
@@ -170,7 +189,7 @@ def test_docker_per_image_unique_sizes_equal_the_cli_verbose_table(engine):
         assert ours[image_id] == (shared, unique), line
 
 
-@docker_engines
+@pytest.mark.parametrize("engine", CLASSIC)
 def test_shared_size_counts_hidden_parent_images_from_26_1(engine):
     """inv-health's last build step only sets HEALTHCHECK, so the classic builder leaves a
     hidden parent image with the very same layers. 20.10 counts only listed images when it
@@ -183,6 +202,27 @@ def test_shared_size_counts_hidden_parent_images_from_26_1(engine):
     assert health.unique + health.shared == 1985472 + 10240  # base + its 10 KiB blob
     gap = DOCKER["docker-26.1"].images_reclaimable - DOCKER["docker-20.10"].images_reclaimable
     assert gap == 10240
+
+
+def test_containerd_store_sizes_count_compressed_content():
+    """28.5's containerd store: the same images as the classic store, each Size larger by
+    its compressed content; SharedSize is the base snapshot (1998848 bytes: the classic
+    store's 1985472 in whole filesystem blocks), so an image's unique bytes are its own
+    snapshot plus all of its content, the base layer's blob included. The dangling image:
+    its 150 KiB file (188416 bytes of snapshot) and 1240299 bytes of content."""
+    images = {i.image_id: i for i in disk_usage("docker-28.5-containerd").images}
+    ids = scenario("docker-28.5-containerd")
+    shared = {i.shared for i in images.values() if i.image_id != short(ids["bk_image"])}
+    assert shared == {1998848}
+    # inv-bk (BuildKit, FROM scratch) shares no snapshot with the others
+    assert images[short(ids["bk_image"])].shared == 0
+    dangling = images[short(ids["dangling_image"])]
+    assert dangling.unique == 188416 + 1240299 == DOCKER["docker-28.5-containerd"].dangling_unique
+    classic = {i.image_id: i for i in disk_usage("docker-28.5").images}
+    assert len(classic) == len(images) == 9
+    # the nine Sizes: 29915456 bytes against the classic store's 18797875
+    assert sum(i.unique + i.shared for i in images.values()) == 29915456
+    assert sum(i.unique + i.shared for i in classic.values()) == 18797875
 
 
 def test_podman_disk_usage_is_not_invented():
@@ -299,7 +339,35 @@ def test_podman_5_8_container_sizes_equal_podman_ps_size():
         assert c.root_fs is not None and human_size(c.root_fs, 3) == virtual, line
         if name == "inv-created":
             # Podman leaves SizeRw out when it is 0 (as Docker 28's classic store does, issue
-            # 22): today no rw series where `podman ps --size` prints 0B
-            assert (c.rw, rw) == (None, "0B")
+            # 22), with SizeRootFs given: a real 0, as `podman ps --size` prints it
+            assert (c.rw, rw) == (0, "0B")
             continue
         assert c.rw is not None and human_size(c.rw, 3) == rw, line
+
+
+@pytest.mark.parametrize(
+    ("engine", "sizes"),
+    [
+        # the classic store: SizeRw left out when 0 (omitempty), a real 0
+        ("docker-28.5", {"inv-running": 30720, "inv-created": 0, "inv-outdated": 0}),
+        # the containerd store: the snapshot's own bytes, never 0 (whole filesystem blocks)
+        (
+            "docker-28.5-containerd",
+            {"inv-running": 45056, "inv-created": 4096, "inv-outdated": 8192},
+        ),
+    ],
+)
+def test_container_rw_sizes_equal_the_cli_verbose_table(engine, sizes):
+    data = load(f"{engine}/containers_size.json")
+    snap = build_container_sizes(parse_containers(data), NOW)
+    ours = {c.name: c.rw for c in snap.containers}
+    assert {name: ours[name] for name in sizes} == sizes
+    assert all(c.root_fs is not None for c in snap.containers)
+    text = (FIXTURES / f"{engine}/system_df_v.txt").read_text()
+    table = text.split("Containers space usage:")[1].split("Local Volumes space usage:")[0]
+    lines = [ln for ln in table.strip().splitlines()[1:] if ln.strip()]
+    assert len(lines) == len(ours) == 10
+    for line in lines:
+        parts = re.split(r"\s{2,}", line.strip())
+        rw = ours[parts[-1]]
+        assert rw is not None and human_size(rw, 3) == parts[4], line

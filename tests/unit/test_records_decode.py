@@ -23,6 +23,8 @@ from tests.support.paths import load
 
 IMAGE_FILES = [
     "docker-20.10/images.json",
+    "docker-28.5/images.json",
+    "docker-28.5-containerd/images.json",
     "podman-4.3/images.json",
     "podman-5.8/images.json",
     "synthetic/images-1.44.json",
@@ -32,6 +34,8 @@ IMAGE_FILES = [
 CONTAINER_FILES = [
     "docker-20.10/containers.json",
     "docker-20.10/containers_size.json",
+    "docker-28.5/containers_size.json",
+    "docker-28.5-containerd/containers_size.json",
     "podman-4.3/containers.json",
     "podman-4.3/containers_size.json",
     "podman-5.8/containers.json",

@@ -18,6 +18,7 @@ from exporter.updates import (
     LocalImages,
     build_updates,
     container_status,
+    digests_to_check,
     key_of,
     needs_inspect,
     refs_to_check,
@@ -80,6 +81,67 @@ def test_statuses_against_all_repo_digests():
     }
     # the registry moved on: both must pull (recreating alone would not help)
     assert statuses(D1) == {"web": "pull", "stale": "pull", "dev": "local", "pinned": "local"}
+
+
+# Docker's containerd image store: every tagged image names its own manifest digest
+C_PULLED, C_BUILT = ("sha256:" + c * 64 for c in "de")
+C_IMAGES = (
+    ImageRecord(C_PULLED, ("reg:5000/team/app:1",), (f"reg:5000/team/app@{D1}",), None,
+                None, None, None, own_digests=True),
+    ImageRecord(C_BUILT, ("reg:5000/team/dev:1",), (f"reg:5000/team/dev@{D2}",), None,
+                None, None, None, own_digests=True),
+)  # fmt: skip
+C_CONTAINERS = (
+    container("d1" * 32, "app", "reg:5000/team/app:1", C_PULLED),
+    container("d2" * 32, "dev", "reg:5000/team/dev:1", C_BUILT),
+)
+C_FROM = {c.id: c.image for c in C_CONTAINERS}
+APP_TAG, DEV_TAG = ("reg:5000", "team/app", "1"), ("reg:5000", "team/dev", "1")
+
+
+def test_the_containerd_store_asks_the_registry_for_its_own_digests():
+    """A tag answered with another digest (or 404) on the containerd store: the registry
+    is asked for the local digest; found: pull; 404: built here, local; no answer: unknown."""
+    local = LocalImages(C_IMAGES)
+    checks = {
+        APP_TAG: TagCheck(D3, "", 1.0),
+        DEV_TAG: TagCheck("", "no such tag", 1.0, False, True),
+    }
+    refs = digests_to_check(C_CONTAINERS, C_FROM, local, checks)
+    assert [str(r) for r in refs] == [f"reg:5000/team/app@{D1}", f"reg:5000/team/dev@{D2}"]
+    found = TagCheck(D1, "", 1.0)
+    missing = TagCheck("", "no such tag or repository (HTTP 404)", 1.0, False, True)
+    failed = TagCheck("", "registry answered HTTP 500", 1.0)
+    app_digest, dev_digest = ("reg:5000", "team/app", D1), ("reg:5000", "team/dev", D2)
+
+    def got(known: dict[tuple[str, str, str], TagCheck]) -> dict[str, str]:
+        return {
+            c.name: container_status(c, C_FROM[c.id], local, checks, known) for c in C_CONTAINERS
+        }
+
+    assert got({app_digest: found, dev_digest: missing}) == {"app": "pull", "dev": "local"}
+    assert got({app_digest: missing, dev_digest: found}) == {"app": "local", "dev": "unknown"}
+    assert got({app_digest: failed}) == {"app": "unknown", "dev": "unknown"}
+    assert got({}) == {"app": "unknown", "dev": "unknown"}
+    # the tag answered with the local digest: no digest check, current
+    same = {APP_TAG: TagCheck(D1, "", 1.0)}
+    assert digests_to_check(C_CONTAINERS[:1], C_FROM, local, same) == ()
+    assert container_status(C_CONTAINERS[0], C_FROM["d1" * 32], local, same) == "current"
+    # the update-available series: only for an image the registry had
+    snap = build_updates(5.0, C_CONTAINERS, C_FROM, C_IMAGES, checks, {},
+                         {app_digest: found, dev_digest: missing})  # fmt: skip
+    assert [(i.tag, i.available) for i in snap.images] == [("reg:5000/team/app:1", True)]
+    snap = build_updates(5.0, C_CONTAINERS, C_FROM, C_IMAGES, checks, {},
+                         {app_digest: missing, dev_digest: missing})  # fmt: skip
+    assert snap.images == ()
+
+
+def test_recorded_containerd_store_images_name_their_own_digests():
+    images = parse_images(load("docker-28.5-containerd/images.json"))
+    tagged = [i for i in images if i.repo_tags]
+    assert len(tagged) == 7 and all(i.own_digests and i.repo_digests for i in tagged)
+    classic = parse_images(load("docker-28.5/images.json"))
+    assert not any(i.own_digests or i.repo_digests for i in classic)
 
 
 def test_unknown_while_unchecked_or_failed():
@@ -221,10 +283,12 @@ def test_the_job_inspects_once_and_asks_the_registry_once_per_interval_for_a_fle
 # --- recorded from real engines (tests/record_registry_fixtures.py) ---------------------------
 
 
-@pytest.mark.parametrize("version", ["20.10", "26.1"])
+@pytest.mark.parametrize("version", ["20.10", "26.1", "28.5", "28.5-containerd"])
 def test_recorded_single_and_multi_arch_pulls_read_current(version: str):
     """After a pull by tag the engine keeps the digest the registry answers to our HEAD:
-    for a multi-arch image the index's, listed beside the platform manifest's."""
+    for a multi-arch image the index's, listed beside the platform manifest's (the
+    containerd store keeps the index as an image of its own, with the index's digest only)."""
+    containerd_store = version.endswith("-containerd")
     fixtures = f"registry-docker-{version}"
     images = parse_images(load(f"{fixtures}/images.json"))
     containers = parse_containers(load(f"{fixtures}/containers.json"))
@@ -233,7 +297,9 @@ def test_recorded_single_and_multi_arch_pulls_read_current(version: str):
     checks = {key_of(parse_reference(tag)): TagCheck(d, "", 1.0) for tag, d in digests.items()}
     created_from = {c.id: c.image for c in containers}
     multi = next(i for i in images if f"{host}/multi/app:latest" in i.repo_tags)
-    assert len(multi.repo_digests) == 2  # the index and the amd64 manifest (pushed alone too)
+    # the index and the amd64 manifest (pushed alone too); the containerd store: the index
+    assert len(multi.repo_digests) == (1 if containerd_store else 2)
+    assert all(i.own_digests is containerd_store for i in images)
     snap = build_updates(1.0, containers, created_from, images, checks, {})
     assert {c.name: c.status for c in snap.containers} == {"multi": "current", "single": "current"}
     assert {(i.tag, i.available) for i in snap.images} >= {
@@ -242,6 +308,13 @@ def test_recorded_single_and_multi_arch_pulls_read_current(version: str):
     }
     moved = {k: TagCheck("sha256:" + "0" * 64, "", 1.0) for k in checks}
     snap = build_updates(1.0, containers, created_from, images, moved, {})
+    want = "unknown" if containerd_store else "pull"  # there: pulled, or built here?
+    assert {c.name: c.status for c in snap.containers} == {"multi": want, "single": want}
+    # the registry has the local digests (they were pulled from it): pull on every store
+    refs = digests_to_check(containers, created_from, LocalImages(images), moved)
+    assert len(refs) == (2 if containerd_store else 0)
+    known = {key_of(r): TagCheck(r.digest, "", 1.0) for r in refs}
+    snap = build_updates(1.0, containers, created_from, images, moved, {}, known)
     assert {c.name: c.status for c in snap.containers} == {"multi": "pull", "single": "pull"}
 
 
