@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import socket
+import ssl
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -143,3 +146,45 @@ def test_a_huge_key_file_is_refused_before_openssl_reads_it(pki, tmp_path):
     wait_until(lambda: reloader.attempts == 1 and not reloader._building, what="one attempt")
     assert reloader.current() is old
     assert reloader._last_error == f"key_file {key} is larger than {MAX_PEM_BYTES} bytes"
+
+
+def test_tls_clients_that_never_read_hold_small_buffers(pki):
+    """A TLS client that asks for a big answer and never reads it holds, on the server's
+    side, 4 KiB read and write buffers and an 8 KiB chunk in flight, not asyncio's 256 KiB
+    read buffer and 64 KiB write buffers (issue 20, item 1). Measured with tracemalloc, which
+    sees the buffers Python allocates (OpenSSL's own state is not counted: the benchmark
+    measures the whole process, tests/bench_hardening.py)."""
+    body = b"docker_up 1\n" * 100_000  # 1.2 MB
+
+    def big(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [body]
+
+    config = TLSServerConfig(str(pki.server_cert), str(pki.server_key))
+    server = HTTPServer(big, "127.0.0.1", 0, Limits(), tls=TLSReloader(config, logging.getLogger()))
+    server.start()
+    ctx = ssl.create_default_context(cafile=str(pki.ca))
+    clients: list[ssl.SSLSocket] = []
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(50):
+            raw = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            client = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+            client.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            clients.append(client)
+
+        def answering() -> int:  # clients the server has begun to send their answer to
+            return len(select.select(clients, [], [], 0)[0])
+
+        wait_until(lambda: answering() == 50, what=f"the 50 answers under way ({answering()})")
+        time.sleep(1)  # each writes until its buffers are full
+        per_client = (tracemalloc.get_traced_memory()[0] - before) / 50
+        print(f"\n{per_client / 1024:.1f} KiB per TLS client that never reads (Python's side)")
+        assert per_client < 24 * 1024, f"{per_client / 1024:.0f} KiB per client"
+    finally:
+        tracemalloc.stop()
+        for client in clients:
+            client.close()
+        server.shutdown()
