@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Union
+from operator import attrgetter, itemgetter
+from typing import Any, Optional, Union
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -27,6 +28,7 @@ from .events import (
     IMAGE_ACTIONS,
     OTHER,
     TYPES,
+    ContainerEvents,
     EventsSnapshot,
 )
 from .metrics import MetricSpec
@@ -75,13 +77,15 @@ class ObjectFamilies:
     """Families filled object by object: ``rows_of(obj)[i]`` are obj's rows in ``heads[i]``.
 
     ``rows_of`` is a pure function of the (immutable, hashable) object, so the rows of an
-    object equal to one seen before are the rows seen before.
+    object equal to one seen before are the rows seen before. ``key_of`` names an object
+    for as long as it exists (an ID, a name: it does not change with the object's facts).
     """
 
     key: str  # names the kind of object, for caches
     heads: tuple[Head, ...]
     objects: Sequence[Hashable]
     rows_of: Callable[[Hashable], tuple[Rows, ...]]
+    key_of: Callable[[Any], Hashable]
 
 
 Part = Union[Families, ObjectFamilies]
@@ -124,6 +128,13 @@ def image_rows(image: ImageFacts) -> tuple[Rows, ...]:
 
 
 PROJECT_HEADS = (Head.of(m.PROJECT_CONTAINERS),)
+
+
+# what names an object (ObjectFamilies.key_of), fetched in C
+_container_id = attrgetter("container_id")
+_image_id = attrgetter("image_id")
+_name = attrgetter("name")
+_first = itemgetter(0)
 
 
 def project_rows(project: tuple[str, tuple[tuple[str, int], ...]]) -> tuple[Rows, ...]:
@@ -261,16 +272,6 @@ def _swarm(snap: SwarmSnapshot) -> Families:
     )
 
 
-@dataclass(frozen=True)
-class ContainerEventFacts:
-    """One listed container's event counts (0 where the stream saw nothing of it)."""
-
-    name: str
-    restarts: int
-    oom_kills: int
-    last_exit_code: int | None
-
-
 CONTAINER_EVENT_HEADS = tuple(
     Head.of(s) for s in (m.CONTAINER_RESTARTS, m.CONTAINER_OOM_KILLS, m.CONTAINER_LAST_EXIT_CODE)
 )
@@ -282,32 +283,38 @@ EVENT_KINDS = tuple(
 )
 
 
-def container_event_rows(c: ContainerEventFacts) -> tuple[Rows, ...]:
+# A listed container's short ID, its facts, and what the stream saw of it (None: nothing yet)
+ContainerSeen = tuple[str, ContainerFacts, Optional[ContainerEvents]]
+
+
+def container_event_rows(seen_one: ContainerSeen) -> tuple[Rows, ...]:
+    """A container's event counts (0 where the stream saw nothing of it); its last exit
+    code is the stream's, else the list's."""
+    _, c, seen = seen_one
     name = (c.name,)
+    if seen is None:
+        restarts = oom_kills = 0
+        exit_code = c.exit_code
+    else:
+        restarts, oom_kills = seen.restarts, seen.oom_kills
+        exit_code = c.exit_code if seen.last_exit_code is None else seen.last_exit_code
     return (
-        ((name, float(c.restarts)),),
-        ((name, float(c.oom_kills)),),
-        () if c.last_exit_code is None else ((name, float(c.last_exit_code)),),
+        ((name, float(restarts)),),
+        ((name, float(oom_kills)),),
+        () if exit_code is None else ((name, float(exit_code)),),
     )
 
 
 def current_container_events(
     events: EventsSnapshot, inventory: InventorySnapshot | None
-) -> tuple[ContainerEventFacts, ...]:
-    """The counts of the containers the newest inventory lists, by their listed name: a
+) -> tuple[ContainerSeen, ...]:
+    """The containers the newest inventory lists, each with what the stream saw of it: a
     removed container's series go with it, as every per-object series does."""
     if inventory is None:
         return ()
-    counts = events.containers
-    facts = []
-    for c in inventory.containers:
-        seen = counts.get(c.container_id)
-        if seen is None:
-            facts.append(ContainerEventFacts(c.name, 0, 0, c.exit_code))
-        else:
-            exit_code = c.exit_code if seen.last_exit_code is None else seen.last_exit_code
-            facts.append(ContainerEventFacts(c.name, seen.restarts, seen.oom_kills, exit_code))
-    return tuple(facts)
+    containers = inventory.containers
+    ids = list(map(_container_id, containers))
+    return tuple(zip(ids, containers, map(events.containers.get, ids)))
 
 
 # --- the plan ----------------------------------------------------------------------------------
@@ -407,6 +414,7 @@ class DockerCollector(Collector):
                     CONTAINER_EVENT_HEADS,
                     current_container_events(snap, inventory),
                     container_event_rows,  # type: ignore[arg-type]
+                    _first,
                 )
             )
         return parts
@@ -499,24 +507,28 @@ class DockerCollector(Collector):
         ]
         # a project at a time, so that the lines of unchanged ones are reused (a CI host has
         # thousands, and events change a few)
-        projects = snap.projects
         parts.append(
             ObjectFamilies(
                 "projects",
                 PROJECT_HEADS,
-                tuple([(p, tuple(projects[p].items())) for p in sorted(projects)]),
+                tuple(snap.projects.items()),  # sorted by name, counts immutable
                 project_rows,  # type: ignore[arg-type]
+                _first,
             )
         )
         if e.data_root:  # known from /info
             storage = ((e.data_root, e.storage_driver), 1.0)
             parts.insert(1, Families((Head.of(m.ENGINE_STORAGE_INFO),), ((storage,),)))
         if self.per_image:
-            parts.append(ObjectFamilies("images", IMAGE_HEADS, snap.images, image_rows))  # type: ignore[arg-type]
+            parts.append(ObjectFamilies("images", IMAGE_HEADS, snap.images, image_rows, _image_id))  # type: ignore[arg-type]
         if self.per_container:
             parts.append(
                 ObjectFamilies(
-                    "containers", self._container_heads, snap.containers, self._container_rows
+                    "containers",
+                    self._container_heads,
+                    snap.containers,
+                    self._container_rows,
+                    _container_id,
                 )
             )
         return parts
@@ -548,7 +560,14 @@ class DockerCollector(Collector):
             parts.append(_single(m.VOLUMES_DANGLING_BYTES, float(volumes.dangling_bytes)))
             parts.append(_by_key(m.PROJECT_VOLUME_BYTES, volumes.project_bytes))
             if self.per_volume:
-                parts.append(ObjectFamilies("volumes", VOLUME_HEADS, snap.volumes, volume_rows))  # type: ignore[arg-type]
+                volume_part = ObjectFamilies(
+                    "volumes",
+                    VOLUME_HEADS,
+                    snap.volumes,
+                    volume_rows,  # type: ignore[arg-type]
+                    _name,
+                )
+                parts.append(volume_part)
         cache = snap.build_cache
         if cache is not None:
             parts.append(_by_key(m.BUILD_CACHE_BYTES, cache.bytes_by_state))
@@ -570,6 +589,7 @@ class DockerCollector(Collector):
                         IMAGE_DISK_HEADS,
                         current_image_disk(snap, inventory),
                         image_disk_rows,  # type: ignore[arg-type]
+                        _image_id,
                     )
                 )
         return parts
@@ -578,4 +598,10 @@ class DockerCollector(Collector):
         self, snap: ContainerSizesSnapshot, inventory: InventorySnapshot | None
     ) -> ObjectFamilies:
         sizes = current_container_sizes(snap, inventory)
-        return ObjectFamilies("container_sizes", CONTAINER_SIZE_HEADS, sizes, container_size_rows)  # type: ignore[arg-type]
+        return ObjectFamilies(
+            "container_sizes",
+            CONTAINER_SIZE_HEADS,
+            sizes,
+            container_size_rows,  # type: ignore[arg-type]
+            _name,
+        )

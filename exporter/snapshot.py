@@ -91,6 +91,13 @@ class ContainerFacts(msgspec.Struct, frozen=True, gc=False):
     labels: tuple[str, ...]  # values of the allowlisted keys, in allowlist order
 
 
+ProjectCounts = tuple[tuple[str, int], ...]  # (state, containers), states in a fixed order
+
+
+def _project_counts(counts: Mapping[str, int]) -> ProjectCounts:
+    return tuple(counts.items())
+
+
 @dataclass(frozen=True)
 class InventorySnapshot:
     collected_at: float
@@ -101,8 +108,10 @@ class InventorySnapshot:
     images_dangling: int
     images_unused: int
     containers_by_state: Mapping[str, int]
-    # compose project or Swarm stack -> containers by state (every known state, zeros too)
-    projects: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    # compose project or Swarm stack -> containers by state (every known state, zeros too),
+    # sorted by project name; each project's counts immutable, so an unchanged one is the
+    # same object in the next (patched) snapshot
+    projects: Mapping[str, ProjectCounts] = field(default_factory=dict)
     container_projects: Mapping[str, str] = field(default_factory=dict)  # name -> project
     # normalized tag -> short image ID, for the containers a patch lists (patch_inventory)
     tag_to_id: Mapping[str, str] = field(default_factory=dict)
@@ -261,7 +270,7 @@ def assemble_inventory(
         images_dangling=sum(1 for i in image_facts if i.dangling),
         images_unused=sum(1 for i in image_facts if i.containers == 0),
         containers_by_state=by_state,
-        projects=projects,
+        projects={name: _project_counts(projects[name]) for name in sorted(projects)},
         container_projects=container_projects,
         tag_to_id=tag_to_id,
     )
@@ -289,7 +298,7 @@ def patch_inventory(
         if facts.container_id in asked:  # an engine that ignores the filter: only those
             new[facts.container_id] = (facts, project)
     by_state = dict(previous.containers_by_state)
-    projects = {name: dict(counts) for name, counts in previous.projects.items()}
+    projects: dict[str, dict[str, int]] = {}  # the projects touched, counted again
     container_projects = dict(previous.container_projects)
     touched: set[str] = set()  # images of changed containers, before and after
 
@@ -299,7 +308,10 @@ def patch_inventory(
         if project:
             counts = projects.get(project)
             if counts is None:
-                counts = projects[project] = dict.fromkeys(CONTAINER_STATES, 0)
+                before = previous.projects.get(project)
+                counts = projects[project] = (
+                    dict.fromkeys(CONTAINER_STATES, 0) if before is None else dict(before)
+                )
             counts[c.state] = counts.get(c.state, 0) + step
 
     changed: list[tuple[ContainerFacts, str]] = []
@@ -320,7 +332,14 @@ def patch_inventory(
             container_projects[facts.name] = project
     # as a full list would: only known states always, and only projects with containers
     by_state = {k: n for k, n in by_state.items() if n or k in CONTAINER_STATES}
-    projects = {name: counts for name, counts in projects.items() if any(counts.values())}
+    all_projects = dict(previous.projects)
+    for name, counts in projects.items():
+        if any(counts.values()):
+            all_projects[name] = _project_counts(counts)
+        else:
+            all_projects.pop(name, None)
+    if not all(name in previous.projects for name in projects):
+        all_projects = dict(sorted(all_projects.items()))  # a new project: in name order
     # the newest first, as the engine lists them
     all_containers = tuple([facts for facts, _ in added] + containers)
     users, last_used = _image_use(all_containers, collected_at, only=touched)
@@ -339,7 +358,7 @@ def patch_inventory(
         containers=all_containers,
         images_unused=sum(1 for i in images if i.containers == 0),
         containers_by_state=by_state,
-        projects=projects,
+        projects=all_projects,
         container_projects=container_projects,
     )
 

@@ -180,6 +180,7 @@ class Host:
         }  # fmt: skip
         self.containers = _container_list(n_images, n_containers, rnd)
         self.parts = [json.dumps(c).encode() for c in self.containers]
+        self.position = {c["Id"]: i for i, c in enumerate(self.containers)}
         self.lock = threading.Lock()
         self.subscribers: list[queue.Queue[bytes]] = []
         self.rate = 0.0  # container events per second
@@ -202,7 +203,11 @@ class Host:
             filters = json.loads(parse_qs(query).get("filters", ["{}"])[0])
             ids = filters.get("id")
             with self.lock:
-                if ids:
+                if ids and all(i in self.position for i in ids):
+                    # full IDs (what the exporter asks): found as the engine finds them, by
+                    # its index, and listed in list order
+                    parts = [self.parts[i] for i in sorted(self.position[i] for i in ids)]
+                elif ids:
                     parts = [p for c, p in zip(self.containers, self.parts)
                              if any(i in c["Id"] for i in ids)]  # fmt: skip
                 else:
@@ -279,6 +284,9 @@ def engine_server(host: Host, hang: bool = False) -> ThreadingHTTPServer:
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # as Go's net/http (dockerd): no Nagle, so a body written after its headers is not
+        # held for the client's delayed ACK (40 ms on Linux)
+        disable_nagle_algorithm = True
 
         def log_message(self, *args: object) -> None:
             pass

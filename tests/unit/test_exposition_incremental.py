@@ -8,6 +8,7 @@ both formats must equal what the library renders from the same collector.
 from __future__ import annotations
 
 import gzip
+import zlib
 from typing import Any
 
 from hypothesis import given, settings
@@ -17,7 +18,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 
 from exporter.collector import DockerCollector
 from exporter.config import label_name
-from exporter.exposition import Exposition
+from exporter.exposition import CHUNK_MASK, Exposition, chunk_starts
 from exporter.records import (
     parse_containers,
     parse_disk_usage,
@@ -95,11 +96,16 @@ def library(collector: DockerCollector) -> tuple[bytes, bytes]:
     per_image=st.booleans(),
     per_container=st.booleans(),
     clock=st.lists(st.sampled_from([1.0e9, 1.0e9 + 15]), min_size=8, max_size=8),
+    # the default chunks (a few objects: one chunk), about two objects each, one each
+    chunk_mask=st.sampled_from([CHUNK_MASK, 1, 0]),
 )
-def test_incremental_rendering_is_the_full_rendering(steps, per_image, per_container, clock):
+def test_incremental_rendering_is_the_full_rendering(
+    steps, per_image, per_container, clock, chunk_mask
+):
     state = State(disk_usage=True, container_sizes=True)
     collector = DockerCollector(state, per_image, per_container, tuple(label_name(k) for k in KEYS))
     exposition = Exposition([collector])
+    exposition._renderers[0].chunk_mask = chunk_mask
     images: dict[int, dict[str, Any]] = {}
     containers: dict[int, dict[str, Any]] = {}
     for step, now in zip(steps, clock):
@@ -158,3 +164,89 @@ def test_only_the_variants_asked_for_are_built_at_each_refresh():
     assert set(exposition.current._bodies) == {(True, True), (False, False)}
     exposition.refresh()  # nobody asked for anything since
     assert set(exposition.current._bodies) == set()
+
+
+def _id(i: int) -> str:
+    """An ID whose short (12-digit) form is distinct too."""
+    return f"{i:012x}{'a' * 52}"
+
+
+def _host(n: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``n`` containers of ``n // 10`` images, each in a compose project of ten."""
+    images = [
+        {"Id": f"sha256:{_id(i)}", "RepoTags": [f"app{i}:1"], "Created": 1700000000, "Size": 10}
+        for i in range(n // 10)
+    ]
+    containers = [
+        {
+            "Id": _id(i),
+            "Names": [f"/c{i}"],
+            "Image": f"app{i % (n // 10)}:1",
+            "ImageID": f"sha256:{_id(i % (n // 10))}",
+            "Created": 1700000000,
+            "State": "running",
+            "Status": "Up 1 hour",
+            "Labels": {KEYS[0]: f"p{i // 10}"},
+        }
+        for i in range(n)
+    ]
+    return images, containers
+
+
+def test_a_change_builds_only_the_chunks_that_hold_it_again():
+    state = State(disk_usage=False)
+    collector = DockerCollector(state)
+    exposition = Exposition([collector])
+    images, containers = _host(2000)
+
+    def publish(now: float) -> None:
+        snap = build_inventory(
+            ENGINE, parse_images(images), parse_containers(containers), now, KEYS[:1]
+        )
+        state.inventory.publish(lambda _: OK, snap)
+        exposition.refresh()
+
+    publish(1.0e9)
+    assert exposition.formatted == 200 + 2000 + 200  # images, containers, projects
+    publish(1.0e9)  # a full list of the same host: equal objects, nothing built
+    assert (exposition.formatted, exposition._renderers[0].chunks_built) == (0, 0)
+    # one container exits: its lines and its project's counts (its image has other running
+    # containers: the same facts)
+    containers[1234] = dict(containers[1234], State="exited", Status="Exited (3) 1 second ago")
+    publish(1.0e9)
+    assert (exposition.formatted, exposition._renderers[0].chunks_built) == (2, 2)
+    assert exposition.current.text == generate_latest(collector)
+    assert gzip.decompress(exposition.current.body(True, True)) == generate_openmetrics(collector)
+    # one container more and one less: chunks are cut again, the others' lines reused
+    containers.insert(0, dict(containers[0], Id=_id(9999), Names=["/new"]))
+    del containers[1501]  # c1500
+    publish(1.0e9)
+    # the new container, the removed one's and its own images (their container counts) and
+    # projects
+    assert exposition.formatted == 1 + 2 + 2
+    assert exposition.current.text == generate_latest(collector)
+
+
+def test_chunk_boundaries_follow_keys_not_positions():
+    keys = [_id(i) for i in range(5000)]
+    starts = chunk_starts(keys)
+    assert starts[0] == 0
+    assert 5000 / 128 / 2 < len(starts) < 5000 / 128 * 2  # 128 objects a chunk, on average
+    # an insertion moves no other boundary
+    after = chunk_starts(["new", *keys])
+    assert {keys[i] for i in starts[1:]} <= {(["new", *keys])[i] for i in after}
+
+
+def test_a_gzip_body_is_one_member_that_zlib_reads_to_its_end():
+    """Spliced deflate segments: one gzip member, its CRC and length checked, nothing after."""
+    state = State(disk_usage=False)
+    exposition = Exposition([DockerCollector(state)])
+    images, containers = _host(3000)
+    snap = build_inventory(ENGINE, parse_images(images), parse_containers(containers), 1e9)
+    state.inventory.publish(lambda _: OK, snap)
+    exposition.refresh()
+    body = exposition.current.body(True, True)
+    reader = zlib.decompressobj(wbits=31)
+    assert reader.decompress(body) == exposition.current.openmetrics
+    assert reader.eof and reader.unused_data == b""
+    assert body[:3] == b"\x1f\x8b\x08"
