@@ -290,13 +290,10 @@ class EventCounter:
     def forget_gone(self, listed: frozenset[str], listed_at_nano: int) -> None:
         """Drop containers the inventory no longer lists and the stream has not named since
         it was taken (their destroy may have come while the stream was down)."""
-        gone = [
-            cid
-            for cid, c in self.containers.items()
-            if cid not in listed and c.last_event < listed_at_nano
-        ]
-        for cid in gone:
-            del self.containers[cid]
+        containers = self.containers
+        for cid in containers.keys() - listed:  # a set difference, at C speed: few are left
+            if containers[cid].last_event < listed_at_nano:
+                del containers[cid]
 
     def resume_from(self) -> int:
         """The ``since`` of a reconnect, in nanoseconds (0: none seen yet)."""

@@ -475,7 +475,10 @@ class HTTPServer:
                 for start in range(0, len(view), size):
                     # a view into the shared rendering: no copy per client
                     chunk = h11.Data(data=view[start : start + size])  # type: ignore[arg-type]
-                    writer.writelines(h.send_with_data_passthrough(chunk) or [])
+                    # one write per part: writelines joins them, a copy of each chunk
+                    # (Python < 3.12)
+                    for part in h.send_with_data_passthrough(chunk) or []:
+                        writer.write(part)
                     await writer.drain()
                     conn.progress = time.monotonic()
             writer.write(h.send(h11.EndOfMessage()) or b"")

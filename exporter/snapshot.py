@@ -10,6 +10,8 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
+from itertools import compress, count
+from operator import attrgetter
 
 import msgspec
 
@@ -98,6 +100,10 @@ def _project_counts(counts: Mapping[str, int]) -> ProjectCounts:
     return tuple(counts.items())
 
 
+_container_id = attrgetter("container_id")
+_image_id = attrgetter("image_id")
+
+
 @dataclass(frozen=True)
 class InventorySnapshot:
     collected_at: float
@@ -174,18 +180,15 @@ class ContainerFactory:
 
 
 def _image_use(
-    containers: Iterable[ContainerFacts], collected_at: float, only: AbstractSet[str] | None = None
+    containers: Iterable[ContainerFacts], collected_at: float
 ) -> tuple[Counter[str], dict[str, float]]:
-    """Per short image ID (of ``only``, or all): its containers, and when it was last used
-    (the collection time while a container of it is active, else its newest container's
-    creation)."""
+    """Per short image ID: its containers, and when it was last used (the collection time
+    while a container of it is active, else its newest container's creation)."""
     users: Counter[str] = Counter()
     last_used: dict[str, float] = {}
     active: set[str] = set()
     for c in containers:
         image_id = c.image_id
-        if only is not None and image_id not in only:
-            continue
         users[image_id] += 1
         if c.state in ACTIVE_STATES:
             active.add(image_id)
@@ -302,7 +305,7 @@ def patch_inventory(
     container_projects = dict(previous.container_projects)
     touched: set[str] = set()  # images of changed containers, before and after
 
-    def count(c: ContainerFacts, project: str, step: int) -> None:
+    def count_in(c: ContainerFacts, project: str, step: int) -> None:
         by_state[c.state] = by_state.get(c.state, 0) + step
         touched.add(c.image_id)
         if project:
@@ -314,20 +317,22 @@ def patch_inventory(
                 )
             counts[c.state] = counts.get(c.state, 0) + step
 
+    # C-speed passes find the few containers and images concerned; only those are walked
+    containers = list(previous.containers)
+    at = list(compress(count(), map(asked.__contains__, map(_container_id, containers))))
     changed: list[tuple[ContainerFacts, str]] = []
-    containers: list[ContainerFacts] = []
-    for c in previous.containers:
-        if c.container_id not in asked:
-            containers.append(c)
-            continue
-        count(c, container_projects.pop(c.name, ""), -1)
+    for i in reversed(at):
+        c = containers[i]
+        count_in(c, container_projects.pop(c.name, ""), -1)
         replacement = new.pop(c.container_id, None)
-        if replacement is not None:
-            containers.append(replacement[0])
+        if replacement is None:
+            del containers[i]  # gone
+        else:
+            containers[i] = replacement[0]
             changed.append(replacement)
     added = list(new.values())  # not in the previous list: created since
     for facts, project in (*changed, *added):
-        count(facts, project, 1)
+        count_in(facts, project, 1)
         if project:
             container_projects[facts.name] = project
     # as a full list would: only known states always, and only projects with containers
@@ -342,21 +347,22 @@ def patch_inventory(
         all_projects = dict(sorted(all_projects.items()))  # a new project: in name order
     # the newest first, as the engine lists them
     all_containers = tuple([facts for facts, _ in added] + containers)
-    users, last_used = _image_use(all_containers, collected_at, only=touched)
-    images = tuple(
-        image
-        if image.image_id not in touched
-        else msgspec.structs.replace(
+    using = compress(all_containers, map(touched.__contains__, map(_image_id, all_containers)))
+    users, last_used = _image_use(using, collected_at)
+    images = list(previous.images)
+    unused = previous.images_unused
+    for i in compress(count(), map(touched.__contains__, map(_image_id, images))):
+        image = images[i]
+        images[i] = msgspec.structs.replace(
             image, containers=users[image.image_id], last_used=last_used.get(image.image_id)
         )
-        for image in previous.images
-    )
+        unused += (images[i].containers == 0) - (image.containers == 0)
     return replace(
         previous,
         collected_at=collected_at,
-        images=images,
+        images=tuple(images),
         containers=all_containers,
-        images_unused=sum(1 for i in images if i.containers == 0),
+        images_unused=unused,
         containers_by_state=by_state,
         projects=all_projects,
         container_projects=container_projects,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from operator import attrgetter, eq
 from typing import Any
 
 from prometheus_client import ProcessCollector
@@ -23,6 +24,9 @@ from .exposition import Exposition
 from .jobs import InventoryJob, Runner, Scheduler, build_jobs
 from .snapshot import InventorySnapshot
 from .state import State
+
+_container_id = attrgetter("container_id")
+_state = attrgetter("state")
 
 _serials = itertools.count(1)
 
@@ -90,15 +94,15 @@ class Target:
         if self.events is not None and inventory is not None and inventory is not self._listed:
             self._inventory_seen(inventory)
             self.events.forget_gone(
-                frozenset(c.container_id for c in inventory.containers), inventory.collected_at
+                frozenset(map(_container_id, inventory.containers)), inventory.collected_at
             )
 
     # --- the event stream ----------------------------------------------------------------
 
     def _inventory_seen(self, inventory: InventorySnapshot) -> None:
-        self._created = frozenset(
-            c.container_id for c in inventory.containers if c.state == "created"
-        )
+        containers = inventory.containers
+        created = map(eq, map(_state, containers), itertools.repeat("created"))
+        self._created = frozenset(map(_container_id, itertools.compress(containers, created)))
         self._listed = inventory
 
     def _never_started(self, container_id: str) -> bool:
