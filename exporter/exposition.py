@@ -4,10 +4,15 @@ A scrape only picks bytes: Prometheus text or OpenMetrics, plain or gzip. Render
 happens when a job publishes, on the job's thread, so scrapes cost the engine and the
 CPU nothing more.
 
-- **Incremental.** Snapshot facts are immutable, so the lines of an image or container
-  equal to one of the previous rendering are reused; only new or changed objects are
-  formatted. A line is the same in both formats (only family headers differ), so the
-  lines are rendered once for both.
+- **Incremental, in chunks.** Snapshot facts are immutable. The objects of a kind are
+  cut into chunks (about 128 objects, boundaries set by each object's key), and each
+  chunk keeps its lines per family in one piece. A rendering after an event's patch
+  rebuilds only the chunks that hold a changed object (found by one C-speed pass), and a
+  rebuilt chunk formats only its new or changed objects. A line is the same in both
+  formats (only family headers differ), so the lines are rendered once for both.
+- **Gzip spliced, not redone.** Each piece is compressed once, as a deflate segment that
+  stands alone; a gzip body is the segments of its pieces between a header and a trailer
+  (one CRC pass over the bytes). An unchanged piece is never compressed again.
 - **Only the formats asked for.** Each rendering builds eagerly the variants (format,
   gzip) that were asked for during the previous one; Prometheus asks for OpenMetrics
   and gzip, so the classic text is built only when curl or an old server asks, on its
@@ -284,12 +289,17 @@ class Renderer:
     ) -> _Kind:
         """The same keys in the same places: the chunks holding a changed object again."""
         starts, chunks = last.starts, list(last.chunks)
-        for c in sorted({bisect_right(starts, i) - 1 for i in changed}):
-            first = starts[c]
-            end = starts[c + 1] if c + 1 < len(starts) else len(objects)
+        ends = [*starts[1:], len(objects)]
+        rebuild = {bisect_right(starts, i) - 1 for i in changed}
+        for c, (first, end) in enumerate(zip(starts, ends)):
             old = chunks[c]
-            lines_of = dict(zip(old.objects, zip(repeat(old), count())))
-            chunks[c] = self._build(objects[first:end], lines_of, formats, part.rows_of)
+            if c in rebuild:
+                lines_of = dict(zip(old.objects, zip(repeat(old), count())))
+                chunks[c] = self._build(objects[first:end], lines_of, formats, part.rows_of)
+            else:
+                # equal objects, maybe not the same ones (a full list decodes them anew):
+                # hold the current ones, so that the old ones are freed
+                old.objects = objects[first:end]
         return _Kind(part.heads, objects, last.keys, starts, chunks)
 
     def _cut(
@@ -313,6 +323,7 @@ class Renderer:
             chunk = old.get(keys[start])
             if chunk is not None and chunk.objects == run:
                 kept.add(keys[start])
+                chunk.objects = run  # the current objects, so that the old ones are freed
             else:
                 todo.append((len(chunks), run))
                 chunk = None

@@ -210,6 +210,11 @@ def test_a_change_builds_only_the_chunks_that_hold_it_again():
     assert exposition.formatted == 200 + 2000 + 200  # images, containers, projects
     publish(1.0e9)  # a full list of the same host: equal objects, nothing built
     assert (exposition.formatted, exposition._renderers[0].chunks_built) == (0, 0)
+    # and the chunks hold the new objects, not the equal old ones (which are freed)
+    held = [o for c in exposition._renderers[0]._kinds["containers"].chunks for o in c.objects]
+    snap = state.inventory.result.snapshot
+    assert snap is not None and len(held) == 2000
+    assert all(a is b for a, b in zip(held, snap.containers))
     # one container exits: its lines and its project's counts (its image has other running
     # containers: the same facts)
     containers[1234] = dict(containers[1234], State="exited", Status="Exited (3) 1 second ago")
