@@ -106,6 +106,10 @@ Block = tuple[tuple["Piece", "Piece"], Sequence["Piece"]]
 
 # An object whose key hashes to 0 under this mask starts a chunk: 128 objects on average.
 CHUNK_MASK = 127
+# A family given outright keeps its rows, to reuse its piece when they come again, up to
+# this many (a totals family has a handful; one with a row per container is formatted
+# again rather than held twice)
+ROWS_KEPT = 1000
 
 
 class Piece:
@@ -250,7 +254,8 @@ class Renderer:
                     kept = self._rows.get(head)
                     if kept is None or kept[0] != rows:
                         kept = (rows, Piece(fmt.lines(rows)))
-                    rows_seen[head] = kept
+                    if len(rows) <= ROWS_KEPT:
+                        rows_seen[head] = kept
                     blocks.append((header_pieces(head), (kept[1],) if rows else ()))
                 continue
             kind = self._objects(part, formats)

@@ -16,9 +16,10 @@ from hypothesis import strategies as st
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
-from exporter.collector import DockerCollector
+from exporter import metrics as m
+from exporter.collector import DockerCollector, Families, Head
 from exporter.config import label_name
-from exporter.exposition import CHUNK_MASK, Exposition, chunk_starts
+from exporter.exposition import CHUNK_MASK, ROWS_KEPT, Exposition, Piece, Renderer, chunk_starts
 from exporter.records import (
     parse_containers,
     parse_disk_usage,
@@ -255,3 +256,19 @@ def test_a_gzip_body_is_one_member_that_zlib_reads_to_its_end():
     assert reader.decompress(body) == exposition.current.openmetrics
     assert reader.eof and reader.unused_data == b""
     assert body[:3] == b"\x1f\x8b\x08"
+
+
+def test_a_small_family_given_outright_is_reused_a_large_one_not_held():
+    head = Head.of(m.CONTAINER_UPDATE_STATUS)
+    renderer = Renderer()
+
+    def piece(n: int) -> Piece:
+        rows = tuple(((f"c{i}", "current"), 1.0) for i in range(n))
+        ((_, pieces),) = renderer.render([Families((head,), (rows,))])
+        return pieces[0]
+
+    first = piece(ROWS_KEPT)
+    assert piece(ROWS_KEPT) is first  # equal rows: the same piece, its gzip segment too
+    big = piece(ROWS_KEPT + 1)
+    assert piece(ROWS_KEPT + 1) is not big  # formatted again rather than held twice
+    assert piece(ROWS_KEPT + 1).raw == big.raw
