@@ -459,6 +459,27 @@ class EventStream:
         finally:
             writer.close()
 
+    async def _body(
+        self,
+        reader: asyncio.StreamReader,
+        conn: h11.Connection,
+        take: Callable[[bytes], bool],
+    ) -> bool:
+        """Reads an answer's body a piece at a time, each given to ``take`` while it returns
+        True; True when the body ended, False when ``take`` stopped or the answer broke off."""
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                data = await asyncio.wait_for(
+                    reader.read(READ_CHUNK), self.settings.connect_timeout
+                )
+                conn.receive_data(data)
+            elif isinstance(event, h11.Data):
+                if not take(bytes(event.data)):
+                    return False
+            else:
+                return isinstance(event, h11.EndOfMessage)
+
     async def _probe_gap(self, since: int, now: int | None) -> None:
         """Count what the engine holds since ``since``, unfiltered, up to ``now``: a full
         buffer (256) means events may have been dropped before this reconnect."""
@@ -468,23 +489,19 @@ class EventStream:
         params = {"since": since_param(since), "until": since_param(until)}
         count = 0
         size = 0
+
+        def take(data: bytes) -> bool:
+            nonlocal count, size
+            size += len(data)
+            count += data.count(b"\n")
+            return count < ENGINE_REPLAY_LIMIT and size < self.max_probe_bytes
+
         try:
             reader, writer, conn, _ = await self._request(params)
         except (StreamError, OSError, asyncio.TimeoutError, h11.ProtocolError, ssl.SSLError):
             return  # the stream itself is open; the probe is best effort
         try:
-            while count < ENGINE_REPLAY_LIMIT and size < self.max_probe_bytes:
-                event = conn.next_event()
-                if event is h11.NEED_DATA:
-                    data = await asyncio.wait_for(
-                        reader.read(READ_CHUNK), self.settings.connect_timeout
-                    )
-                    conn.receive_data(data)
-                elif isinstance(event, h11.Data):
-                    size += len(event.data)
-                    count += bytes(event.data).count(b"\n")
-                else:
-                    break
+            await self._body(reader, conn, take)
         except (OSError, asyncio.TimeoutError, h11.ProtocolError):
             pass
         finally:
@@ -538,22 +555,14 @@ class EventStream:
         except (StreamError, OSError, asyncio.TimeoutError, h11.ProtocolError, ssl.SSLError):
             return None
         body = bytearray()
+
+        def take(data: bytes) -> bool:
+            body.extend(data)
+            return len(body) <= MAX_INSPECT_BYTES
+
         try:
-            while True:
-                event = conn.next_event()
-                if event is h11.NEED_DATA:
-                    data = await asyncio.wait_for(
-                        reader.read(READ_CHUNK), self.settings.connect_timeout
-                    )
-                    conn.receive_data(data)
-                elif isinstance(event, h11.Data):
-                    body += event.data
-                    if len(body) > MAX_INSPECT_BYTES:
-                        return None
-                elif isinstance(event, h11.EndOfMessage):
-                    break
-                else:
-                    return None
+            if not await self._body(reader, conn, take):
+                return None  # too long, or not a whole answer
         except (OSError, asyncio.TimeoutError, h11.ProtocolError):
             return None
         finally:
