@@ -42,6 +42,8 @@ from .snapshot import (
     InventorySnapshot,
     SwarmSnapshot,
     VolumeFacts,
+    container_id_of,
+    image_id_of,
     project_rw_bytes,
 )
 from .state import State, View
@@ -131,8 +133,6 @@ PROJECT_HEADS = (Head.of(m.PROJECT_CONTAINERS),)
 
 
 # what names an object (ObjectFamilies.key_of), fetched in C
-_container_id = attrgetter("container_id")
-_image_id = attrgetter("image_id")
 _name = attrgetter("name")
 _first = itemgetter(0)
 
@@ -313,7 +313,7 @@ def current_container_events(
     if inventory is None:
         return ()
     containers = inventory.containers
-    ids = list(map(_container_id, containers))
+    ids = list(map(container_id_of, containers))
     return tuple(zip(ids, containers, map(events.containers.get, ids)))
 
 
@@ -520,7 +520,14 @@ class DockerCollector(Collector):
             storage = ((e.data_root, e.storage_driver), 1.0)
             parts.insert(1, Families((Head.of(m.ENGINE_STORAGE_INFO),), ((storage,),)))
         if self.per_image:
-            parts.append(ObjectFamilies("images", IMAGE_HEADS, snap.images, image_rows, _image_id))  # type: ignore[arg-type]
+            images = ObjectFamilies(
+                "images",
+                IMAGE_HEADS,
+                snap.images,
+                image_rows,  # type: ignore[arg-type]
+                image_id_of,
+            )
+            parts.append(images)
         if self.per_container:
             parts.append(
                 ObjectFamilies(
@@ -528,7 +535,7 @@ class DockerCollector(Collector):
                     self._container_heads,
                     snap.containers,
                     self._container_rows,
-                    _container_id,
+                    container_id_of,
                 )
             )
         return parts
@@ -589,7 +596,7 @@ class DockerCollector(Collector):
                         IMAGE_DISK_HEADS,
                         current_image_disk(snap, inventory),
                         image_disk_rows,  # type: ignore[arg-type]
-                        _image_id,
+                        image_id_of,
                     )
                 )
         return parts

@@ -32,6 +32,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from functools import cache
 from itertools import compress, count, islice, repeat
 from operator import and_, ne, not_
+from typing import NamedTuple
 
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import Metric
@@ -195,24 +196,22 @@ def chunk_starts(keys: Sequence[Hashable], mask: int = CHUNK_MASK) -> list[int]:
     return [0, *compress(range(1, len(keys)), map(not_, islice(hashes, 1, None)))]
 
 
-class _Kind:
+class _Kind(NamedTuple):
     """What the last rendering of one kind of object left, for the next to compare with."""
 
-    __slots__ = ("chunks", "heads", "keys", "objects", "starts")
+    heads: tuple[Head, ...]
+    objects: tuple[Hashable, ...]
+    keys: list[Hashable]
+    starts: list[int]
+    chunks: list[Chunk]
 
-    def __init__(
-        self,
-        heads: tuple[Head, ...],
-        objects: tuple[Hashable, ...],
-        keys: list[Hashable],
-        starts: list[int],
-        chunks: list[Chunk],
-    ) -> None:
-        self.heads = heads
-        self.objects = objects
-        self.keys = keys
-        self.starts = starts
-        self.chunks = chunks
+
+def _lines_of(chunks: Iterable[Chunk]) -> dict[Hashable, tuple[Chunk, int]]:
+    """Each object of ``chunks``, to where its lines are: for a chunk built again."""
+    found: dict[Hashable, tuple[Chunk, int]] = {}
+    for chunk in chunks:
+        found.update(zip(chunk.objects, zip(repeat(chunk), count())))
+    return found
 
 
 class Renderer:
@@ -299,8 +298,7 @@ class Renderer:
         for c, (first, end) in enumerate(zip(starts, ends)):
             old = chunks[c]
             if c in rebuild:
-                lines_of = dict(zip(old.objects, zip(repeat(old), count())))
-                chunks[c] = self._build(objects[first:end], lines_of, formats, part.rows_of)
+                chunks[c] = self._build(objects[first:end], _lines_of([old]), formats, part.rows_of)
             else:
                 # equal objects, maybe not the same ones (a full list decodes them anew):
                 # hold the current ones, so that the old ones are freed
@@ -335,10 +333,7 @@ class Renderer:
             chunks.append(chunk)
         if todo:
             # the objects of the chunks not reused, for the lines of those that did not change
-            lines_of: dict[Hashable, tuple[Chunk, int]] = {}
-            for key, chunk in old.items():
-                if key not in kept:
-                    lines_of.update(zip(chunk.objects, zip(repeat(chunk), count())))
+            lines_of = _lines_of(chunk for key, chunk in old.items() if key not in kept)
             for i, run in todo:
                 chunks[i] = self._build(run, lines_of, formats, part.rows_of)
         return _Kind(part.heads, objects, keys, starts, [c for c in chunks if c is not None])

@@ -22,10 +22,9 @@ from .events import EventsSnapshot, InventoryChanges
 from .eventstream import EventStream
 from .exposition import Exposition
 from .jobs import InventoryJob, Runner, Scheduler, build_jobs
-from .snapshot import InventorySnapshot
+from .snapshot import InventorySnapshot, container_id_of
 from .state import State
 
-_container_id = attrgetter("container_id")
 _state = attrgetter("state")
 
 _serials = itertools.count(1)
@@ -94,7 +93,7 @@ class Target:
         if self.events is not None and inventory is not None and inventory is not self._listed:
             self._inventory_seen(inventory)
             self.events.forget_gone(
-                frozenset(map(_container_id, inventory.containers)), inventory.collected_at
+                frozenset(map(container_id_of, inventory.containers)), inventory.collected_at
             )
 
     # --- the event stream ----------------------------------------------------------------
@@ -102,7 +101,7 @@ class Target:
     def _inventory_seen(self, inventory: InventorySnapshot) -> None:
         containers = inventory.containers
         created = map(eq, map(_state, containers), itertools.repeat("created"))
-        self._created = frozenset(map(_container_id, itertools.compress(containers, created)))
+        self._created = frozenset(map(container_id_of, itertools.compress(containers, created)))
         self._listed = inventory
 
     def _never_started(self, container_id: str) -> bool:
