@@ -86,7 +86,7 @@ class ObjectFamilies:
     key: str  # names the kind of object, for caches
     heads: tuple[Head, ...]
     objects: Sequence[Hashable]
-    rows_of: Callable[[Hashable], tuple[Rows, ...]]
+    rows_of: Callable[[Any], tuple[Rows, ...]]
     key_of: Callable[[Any], Hashable]
 
 
@@ -338,8 +338,8 @@ class DockerCollector(Collector):
         self.alert_thresholds = alert_thresholds
         self._container_heads = container_heads(label_names)
         with_labels = bool(label_names)
-        self._container_rows: Callable[[Hashable], tuple[Rows, ...]] = (
-            lambda c: container_rows(c, with_labels)  # type: ignore[arg-type]
+        self._container_rows: Callable[[ContainerFacts], tuple[Rows, ...]] = lambda c: (
+            container_rows(c, with_labels)
         )
 
     def collect(self) -> Iterator[Family]:
@@ -413,7 +413,7 @@ class DockerCollector(Collector):
                     "container_events",
                     CONTAINER_EVENT_HEADS,
                     current_container_events(snap, inventory),
-                    container_event_rows,  # type: ignore[arg-type]
+                    container_event_rows,
                     _first,
                 )
             )
@@ -512,7 +512,7 @@ class DockerCollector(Collector):
                 "projects",
                 PROJECT_HEADS,
                 tuple(snap.projects.items()),  # sorted by name, counts immutable
-                project_rows,  # type: ignore[arg-type]
+                project_rows,
                 _first,
             )
         )
@@ -520,14 +520,9 @@ class DockerCollector(Collector):
             storage = ((e.data_root, e.storage_driver), 1.0)
             parts.insert(1, Families((Head.of(m.ENGINE_STORAGE_INFO),), ((storage,),)))
         if self.per_image:
-            images = ObjectFamilies(
-                "images",
-                IMAGE_HEADS,
-                snap.images,
-                image_rows,  # type: ignore[arg-type]
-                image_id_of,
+            parts.append(
+                ObjectFamilies("images", IMAGE_HEADS, snap.images, image_rows, image_id_of)
             )
-            parts.append(images)
         if self.per_container:
             parts.append(
                 ObjectFamilies(
@@ -567,14 +562,9 @@ class DockerCollector(Collector):
             parts.append(_single(m.VOLUMES_DANGLING_BYTES, float(volumes.dangling_bytes)))
             parts.append(_by_key(m.PROJECT_VOLUME_BYTES, volumes.project_bytes))
             if self.per_volume:
-                volume_part = ObjectFamilies(
-                    "volumes",
-                    VOLUME_HEADS,
-                    snap.volumes,
-                    volume_rows,  # type: ignore[arg-type]
-                    _name,
+                parts.append(
+                    ObjectFamilies("volumes", VOLUME_HEADS, snap.volumes, volume_rows, _name)
                 )
-                parts.append(volume_part)
         cache = snap.build_cache
         if cache is not None:
             parts.append(_by_key(m.BUILD_CACHE_BYTES, cache.bytes_by_state))
@@ -595,7 +585,7 @@ class DockerCollector(Collector):
                         "image_disk",
                         IMAGE_DISK_HEADS,
                         current_image_disk(snap, inventory),
-                        image_disk_rows,  # type: ignore[arg-type]
+                        image_disk_rows,
                         image_id_of,
                     )
                 )
@@ -609,6 +599,6 @@ class DockerCollector(Collector):
             "container_sizes",
             CONTAINER_SIZE_HEADS,
             sizes,
-            container_size_rows,  # type: ignore[arg-type]
+            container_size_rows,
             _name,
         )

@@ -45,7 +45,7 @@ def _connect(port: int, context: ssl.SSLContext | None, rcvbuf: int | None = Non
     sock.settimeout(10)
     sock.connect(("127.0.0.1", port))
     if context is not None:
-        sock = context.wrap_socket(sock)
+        sock = context.wrap_socket(sock, server_hostname="127.0.0.1")
     return sock
 
 

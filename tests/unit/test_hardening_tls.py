@@ -26,6 +26,7 @@ import requests
 
 from exporter.server import HTTPServer, Limits
 from exporter.webconfig import TLSReloader, TLSServerConfig
+from tests.support.attack import non_readers
 from tests.support.certs import PKI, make_pki
 from tests.support.wait import wait_until
 
@@ -164,27 +165,20 @@ def test_tls_clients_that_never_read_hold_small_buffers(pki):
     server = HTTPServer(big, "127.0.0.1", 0, Limits(), tls=TLSReloader(config, logging.getLogger()))
     server.start()
     ctx = ssl.create_default_context(cafile=str(pki.ca))
-    clients: list[ssl.SSLSocket] = []
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
-        for _ in range(50):
-            raw = socket.create_connection(("127.0.0.1", server.port), timeout=10)
-            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            client = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
-            client.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-            clients.append(client)
+        with non_readers(server.port, 50, context=ctx) as clients:
+            assert len(clients) == 50, f"{len(clients)} of 50 clients connected"
 
-        def answering() -> int:  # clients the server has begun to send their answer to
-            return len(select.select(clients, [], [], 0)[0])
+            def answering() -> int:  # clients the server has begun to send their answer to
+                return len(select.select(clients, [], [], 0)[0])
 
-        wait_until(lambda: answering() == 50, what=f"the 50 answers under way ({answering()})")
-        time.sleep(1)  # each writes until its buffers are full
-        per_client = (tracemalloc.get_traced_memory()[0] - before) / 50
+            wait_until(lambda: answering() == 50, what=f"the 50 answers under way ({answering()})")
+            time.sleep(1)  # each writes until its buffers are full
+            per_client = (tracemalloc.get_traced_memory()[0] - before) / 50
         print(f"\n{per_client / 1024:.1f} KiB per TLS client that never reads (Python's side)")
         assert per_client < 24 * 1024, f"{per_client / 1024:.0f} KiB per client"
     finally:
         tracemalloc.stop()
-        for client in clients:
-            client.close()
         server.shutdown()
