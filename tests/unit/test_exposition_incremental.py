@@ -234,13 +234,15 @@ def test_a_change_builds_only_the_chunks_that_hold_it_again():
 
 
 def test_chunk_boundaries_follow_keys_not_positions():
-    keys = [_id(i) for i in range(5000)]
-    starts = chunk_starts(keys)
-    assert starts[0] == 0
-    assert 5000 / 128 / 2 < len(starts) < 5000 / 128 * 2  # 128 objects a chunk, on average
-    # an insertion moves no other boundary
-    after = chunk_starts(["new", *keys])
-    assert {keys[i] for i in starts[1:]} <= {(["new", *keys])[i] for i in after}
+    # integers hash to themselves, whatever PYTHONHASHSEED: exact boundaries
+    keys = list(range(1, 1001))
+    assert chunk_starts(keys) == [0, *(k - 1 for k in keys if k % 128 == 0)]
+    assert chunk_starts(keys, mask=0) == list(range(1000))  # one object a chunk
+    # an insertion or a removal moves no other boundary: the same keys start chunks
+    after = [*keys[:300], 5000, *keys[300:700], *keys[701:]]
+    started = {after[i] for i in chunk_starts(after)}
+    assert started == {1, *(k for k in after if k % 128 == 0)}
+    assert 5000 not in started and 640 in started
 
 
 def test_a_gzip_body_is_one_member_that_zlib_reads_to_its_end():
