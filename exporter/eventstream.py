@@ -411,7 +411,10 @@ class EventStream:
         """One subscription, read until it is quiet for idle_resubscribe (returns) or breaks
         (raises)."""
         params = {"filters": json.dumps({k: list(v) for k, v in FILTERS.items()})}
-        since = max(self.counter.resume_from(), self._subscribed_at)
+        # From the newest event counted, exactly (the replay's repeats are dropped). The
+        # subscription's Date only stands in before any event: it is whole seconds, and an
+        # event stamped before it (Podman stamps out of order) may still follow it.
+        since = self.counter.resume_from() or self._subscribed_at
         if since:
             params["since"] = since_param(since)
         reader, writer, conn, response = await self._request(params)

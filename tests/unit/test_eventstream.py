@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler
 import pytest
 
 from exporter.config import EngineConfig
-from exporter.events import EventsSnapshot
+from exporter.events import EventsSnapshot, since_param
 from exporter.eventstream import EventStream, StreamSettings
 from tests.support.fake_engine import EventFeed, FakeEngine, Raw, evented_engine
 from tests.support.wait import wait_until
@@ -123,6 +123,24 @@ def test_a_cut_mid_loop_resumes_with_since_and_never_counts_twice(feed, watched)
     assert snap.by_action[("container", "start")] == 6
     # the replay from since (inclusive) repeated the last event counted: dropped
     assert watched.stream.counter.dropped_replays >= 1
+
+
+def test_a_resume_starts_at_the_last_event_even_if_stamped_before_subscribing(feed, watched):
+    # The subscription's Date is whole seconds; events may carry times before it (Podman
+    # stamps out of order; so did this stand-in's clock when its feed began just before a
+    # second boundary, which once failed the test above). The resume is from the event.
+    _, events = feed
+    assert watched.stream.subscribed.wait(10), "the first subscription never answered"
+    events.nano -= 5_000_000_000  # 5 s before the Date of the subscription
+    loop = restart_loop(events, C, 3)
+    events.emit(*loop[:4])  # create, start, die, start: 1 restart
+    watched.wait(lambda s: restarts(s) == 1, "one restart")
+    events.cut()
+    events.emit(*loop[4:])
+    snap = watched.wait(lambda s: restarts(s) == 3 and s.up, "three restarts after the cut")
+    assert snap.reconnects == 1
+    since = events.subscriptions[1].rsplit("since=", 1)[1].split("&", 1)[0]
+    assert since == since_param(loop[3]["timeNano"])  # type: ignore[arg-type]
 
 
 def test_garbage_and_endless_lines_are_skipped_and_logged_once(feed, watched, caplog):
