@@ -25,7 +25,7 @@ from .registry_credentials import CredentialStore
 from .registry_credentials import config_dir as credentials_dir
 from .server import HTTPServer, Limits, connection_limit
 from .target import SingleTarget, Target
-from .web import make_app
+from .web import answered_at_once, make_app
 from .webconfig import BasicAuth, TLSReloader, WebConfig, load_web_config
 
 log = logging.getLogger("exporter")
@@ -224,6 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             tls=TLSReloader(web.tls, log) if web.tls else None,
             auth=BasicAuth(web.users) if web.users else None,
             headers=web.headers,
+            at_once=answered_at_once(serving, config.telemetry_path),
         )
     except OSError as exc:
         print(

@@ -248,7 +248,10 @@ WEB_CONFIG = Flag(
     metavar="PATH",
 )
 MAX_REQUESTS = Flag(
-    "--web.max-requests", "requests answered at the same time; more get 503 (0: unlimited)", "40"
+    "--web.max-requests",
+    "requests answered by workers at the same time (a scrape of bytes already built needs"
+    " none); more get 503 (0: unlimited)",
+    "40",
 )
 TELEMETRY_PATH = Flag("--web.telemetry-path", "path of the metrics", "/metrics")
 NO_EXPORTER_METRICS = Flag(

@@ -42,6 +42,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString as _go_float
 
 from .collector import DockerCollector, Families, Head, ObjectFamilies, Part, Rows, family
+from .priority import paced
 
 # The classic text format every Prometheus since 2.0 reads (newer clients default to 1.0.0).
 TEXT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -246,7 +247,7 @@ class Renderer:
         seen: set[str] = set()
         rows_seen: dict[Head, tuple[Rows, Piece]] = {}
         self.formatted = self.chunks_built = 0
-        for part in plan:
+        for part in paced(plan):
             formats = [self._format(h) for h in part.heads]
             if isinstance(part, Families):
                 for head, fmt, rows in zip(part.heads, formats, part.rows):
@@ -295,7 +296,7 @@ class Renderer:
         starts, chunks = last.starts, list(last.chunks)
         ends = [*starts[1:], len(objects)]
         rebuild = {bisect_right(starts, i) - 1 for i in changed}
-        for c, (first, end) in enumerate(zip(starts, ends)):
+        for c, (first, end) in enumerate(paced(zip(starts, ends))):
             old = chunks[c]
             if c in rebuild:
                 chunks[c] = self._build(objects[first:end], _lines_of([old]), formats, part.rows_of)
@@ -346,7 +347,7 @@ class Renderer:
         rows_of: Callable[[Hashable], tuple[Rows, ...]],
     ) -> Chunk:
         builder = _ChunkBuilder(len(formats))
-        for obj in run:
+        for obj in paced(run):
             found = lines_of.get(obj)
             if found is None:
                 builder.add([f.lines(r) for f, r in zip(formats, rows_of(obj))])
@@ -367,7 +368,7 @@ def _deflate(pieces: Iterable[Piece]) -> None:
     a byte boundary with the compressor's history cleared, so nothing refers back to an
     earlier piece (zlib's restart points, as pigz's independent blocks)."""
     compressor = None
-    for piece in pieces:
+    for piece in paced(pieces):
         if piece.deflated is None:
             if compressor is None:
                 compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
@@ -400,7 +401,7 @@ class Rendered:
         pieces = [p for p in self.pieces(openmetrics) if p.raw]
         _deflate(pieces)
         crc = 0
-        for p in pieces:
+        for p in paced(pieces):
             crc = zlib.crc32(p.raw, crc)
         size = sum([len(p.raw) for p in pieces])
         trailer = DEFLATE_END + struct.pack("<II", crc, size & 0xFFFFFFFF)
@@ -410,6 +411,10 @@ class Rendered:
         """The variant's bytes, built on first use and kept for this rendering."""
         self.asked.add((openmetrics, gzipped))
         return self.build(openmetrics, gzipped)
+
+    def built(self, openmetrics: bool, gzipped: bool) -> bool:
+        """Whether the variant's bytes are ready (``body`` would return them at once)."""
+        return (openmetrics, gzipped) in self._bodies
 
     def build(self, openmetrics: bool, gzipped: bool) -> bytes:
         variant = (openmetrics, gzipped)

@@ -246,6 +246,9 @@ class Fleet:
                     target.start(self.scheduler)
         return target.exposition
 
+    def exposition_at_once(self) -> Exposition | None:
+        return None  # its own exposition is refreshed when scraped; a target's has side effects
+
     def ready(self) -> bool:
         return all(t.state.ready for t in self._targets.values() if t.collecting)
 

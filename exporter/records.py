@@ -19,6 +19,8 @@ from typing import Any, Generic, Optional, Protocol, TypeVar, Union, overload
 
 import msgspec
 
+from .priority import checkpoint, paced
+
 Body = Union[bytes, bytearray]  # an answer as read from the engine
 Keys = Optional[Collection[str]]  # label keys to keep; None keeps every label
 
@@ -445,6 +447,7 @@ def _drained(raws: list[R]) -> Iterator[R]:
     an answer are freed while the records built from them grow."""
     raws.reverse()
     while raws:
+        checkpoint()
         yield raws.pop()
 
 
@@ -458,6 +461,7 @@ def decode_images(body: Body, release: bool = False) -> tuple[ImageRecord, ...]:
     """/images/json's bytes to records; ValueError when they are not JSON.
 
     ``release``: empty ``body`` (a bytearray the caller owns) once it is decoded."""
+    checkpoint()
     try:
         raws = _IMAGES.decode(body)
     except (msgspec.DecodeError, UnicodeDecodeError):
@@ -585,7 +589,7 @@ class ContainerStream(Generic[T]):
         except (msgspec.DecodeError, UnicodeDecodeError):
             self._whole = True
             return
-        self._add([_container_of(raw, self.keys) for raw in raws if raw.Id])
+        self._add([_container_of(raw, self.keys) for raw in paced(raws) if raw.Id])
         self._cut = True
         del raws
         self._pending = bytearray(b"[") + pending[cut + 2 :]
@@ -603,7 +607,7 @@ class ContainerStream(Generic[T]):
                     raise msgspec.DecodeError("a piece msgspec refused")
                 assert self._decoder is not None
                 raws = self._decoder.decode(pending)
-                self._add([_container_of(raw, self.keys) for raw in raws if raw.Id])
+                self._add([_container_of(raw, self.keys) for raw in paced(raws) if raw.Id])
             except (msgspec.DecodeError, UnicodeDecodeError):
                 self._add(parse_containers(json.loads(pending), self.keys))
         out, self._out = self._out, []

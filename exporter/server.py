@@ -45,6 +45,7 @@ from urllib.parse import unquote
 
 import h11
 
+from .priority import answering, waiting
 from .webconfig import BasicAuth, TLSReloader
 
 log = logging.getLogger(__name__)
@@ -145,6 +146,12 @@ def connection_limit(wanted: int, reserve: int = 64) -> int:
         return wanted
 
 
+async def drained(writer: asyncio.StreamWriter) -> None:
+    """``writer.drain()``: while it waits for the client to read, collections run."""
+    with waiting():
+        await writer.drain()
+
+
 class _Connection:
     __slots__ = ("busy", "progress", "writer")
 
@@ -171,8 +178,12 @@ class HTTPServer:
         tls: TLSReloader | None = None,
         auth: BasicAuth | None = None,
         headers: tuple[tuple[str, str], ...] = (),
+        at_once: Callable[[dict[str, Any]], bool] = lambda environ: False,
     ) -> None:
+        """``at_once(environ)``: True when the app answers that request without blocking
+        (bytes it already holds), so that the loop answers it itself, as LOOP_PATHS."""
         self.app = app
+        self.at_once = at_once
         self.limits = limits
         self.tls = tls
         self.auth = auth
@@ -434,16 +445,29 @@ class HTTPServer:
         writer: asyncio.StreamWriter,
         conn: _Connection,
     ) -> None:
+        denied = await self._authenticate(request)
+        # from here until the answer is handed to the socket, collections step aside
+        with answering():
+            await self._answer(h, request, writer, conn, denied)
+
+    async def _answer(
+        self,
+        h: h11.Connection,
+        request: h11.Request,
+        writer: asyncio.StreamWriter,
+        conn: _Connection,
+        denied: tuple[str, list[tuple[bytes, bytes]], bytes] | None,
+    ) -> None:
         max_requests = self.limits.max_requests
         status: str
         headers: list[tuple[bytes, bytes]]
         body: bytes
-        denied = await self._authenticate(request)
         environ = self._environ(request, writer) if denied is None else {}
         if denied is not None:
             status, headers, body = denied
-        elif environ["PATH_INFO"] in LOOP_PATHS:
-            # answered here, at once: never behind scrapes, the workers or a reload
+        elif environ["PATH_INFO"] in LOOP_PATHS or self.at_once(environ):
+            # answered here, at once: never behind scrapes, the workers or a reload, and
+            # without handing the interpreter to a worker and back
             status, headers, body = self._call(environ)
         elif max_requests and self.in_flight >= max_requests:
             status = "503 Service Unavailable"
@@ -468,7 +492,7 @@ class HTTPServer:
             code, _, reason = status.partition(" ")
             response = h11.Response(status_code=int(code), headers=headers, reason=reason.encode())
             writer.write(h.send(response) or b"")
-            await writer.drain()
+            await drained(writer)
             if not head:
                 view = memoryview(body)
                 size = _TLS_CHUNK if self.tls else _CHUNK
@@ -479,10 +503,10 @@ class HTTPServer:
                     # (Python < 3.12)
                     for part in h.send_with_data_passthrough(chunk) or []:
                         writer.write(part)
-                    await writer.drain()
+                    await drained(writer)
                     conn.progress = time.monotonic()
             writer.write(h.send(h11.EndOfMessage()) or b"")
-            await writer.drain()
+            await drained(writer)
 
         await asyncio.wait_for(write(), self.limits.write_timeout)
 

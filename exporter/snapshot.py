@@ -17,6 +17,7 @@ import msgspec
 
 from .filesystem import FilesystemUsage
 from .metrics import BUILD_CACHE_IDLE_FOR, BUILD_CACHE_STATES, CONTAINER_STATES, DISK_RESOURCES
+from .priority import checkpoint, paced
 from .records import (
     BuildCacheRecord,
     ContainerRecord,
@@ -188,7 +189,7 @@ def _image_use(
     users: Counter[str] = Counter()
     last_used: dict[str, float] = {}
     active: set[str] = set()
-    for c in containers:
+    for c in paced(containers):
         image_id = c.image_id
         users[image_id] += 1
         if c.state in ACTIVE_STATES:
@@ -220,7 +221,7 @@ def build_inventory(
     tag_to_id = tag_index(images)
     facts_of = ContainerFactory(tag_to_id, label_keys)
     return assemble_inventory(
-        engine, images, [facts_of(c) for c in containers], tag_to_id, collected_at
+        engine, images, [facts_of(c) for c in paced(containers)], tag_to_id, collected_at
     )
 
 
@@ -237,7 +238,7 @@ def assemble_inventory(
     projects: dict[str, dict[str, int]] = {}
     container_projects: dict[str, str] = {}
     container_facts = []
-    for facts, project in containers:
+    for facts, project in paced(containers):
         state = facts.state
         by_state[state] = by_state.get(state, 0) + 1
         if project:
@@ -250,7 +251,7 @@ def assemble_inventory(
     users, last_used = _image_use(container_facts, collected_at)
 
     image_facts = []
-    for image in images:
+    for image in paced(images):
         image_id = short_id(image.id)
         image_facts.append(
             ImageFacts(
@@ -319,9 +320,11 @@ def patch_inventory(
             counts[c.state] = counts.get(c.state, 0) + step
 
     # C-speed passes find the few containers and images concerned; only those are walked
+    checkpoint()
     containers = list(previous.containers)
     at = list(compress(count(), map(asked.__contains__, map(container_id_of, containers))))
     changed: list[tuple[ContainerFacts, str]] = []
+    checkpoint()
     for i in reversed(at):
         c = containers[i]
         count_in(c, container_projects.pop(c.name, ""), -1)

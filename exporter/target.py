@@ -205,6 +205,9 @@ class SingleTarget:
     def exposition(self, target: str | None) -> Exposition | None:
         return self.target.exposition if target is None else None
 
+    def exposition_at_once(self) -> Exposition | None:
+        return self.target.exposition
+
     def ready(self) -> bool:
         return self.target.state.ready
 

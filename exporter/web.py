@@ -71,6 +71,10 @@ class Serving(Protocol):
     def exposition(self, target: str | None) -> Exposition | None:
         """The exposition for /metrics (None) or /metrics?target=NAME; None if unknown."""
 
+    def exposition_at_once(self) -> Exposition | None:
+        """The exposition for /metrics when taking it has no side effect and never blocks
+        (a fleet's own refreshes it first: None)."""
+
     def ready(self) -> bool: ...
 
     def service_discovery(self) -> bytes | None:
@@ -80,6 +84,26 @@ class Serving(Protocol):
 def _plain(start_response: StartResponse, status: str, text: str) -> list[bytes]:
     start_response(status, [("Content-Type", "text/plain; charset=utf-8")])
     return [text.encode() + b"\n"]
+
+
+def answered_at_once(
+    serving: Serving, telemetry_path: str = "/metrics"
+) -> Callable[[dict[str, Any]], bool]:
+    """For the server: whether the app answers a request with bytes it already holds, a
+    /metrics whose variant the newest rendering has built (any other request: False)."""
+
+    def at_once(environ: dict[str, Any]) -> bool:
+        if environ.get("PATH_INFO") != telemetry_path or environ.get("QUERY_STRING"):
+            return False
+        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            return False
+        exposition = serving.exposition_at_once()
+        return exposition is not None and exposition.current.built(
+            wants_openmetrics(environ.get("HTTP_ACCEPT", "")),
+            wants_gzip(environ.get("HTTP_ACCEPT_ENCODING", "")),
+        )
+
+    return at_once
 
 
 def make_app(

@@ -185,6 +185,9 @@ class Ready:
     def exposition(self, target: str | None) -> None:
         return None
 
+    def exposition_at_once(self) -> None:
+        return None
+
     def ready(self) -> bool:
         return True
 

@@ -8,7 +8,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 
 from exporter.cli import parse_config
 from exporter.target import SingleTarget, Target
-from exporter.web import make_app
+from exporter.web import answered_at_once, make_app
 from tests.support.inventory import publish, synthetic_inventory
 from tests.support.promql import parse_samples
 from tests.support.wsgi import call
@@ -66,3 +66,43 @@ def test_landing_health_and_ready():
     not_ready, _ = make(ready=False)
     assert call(not_ready, "/-/ready")[0] == "503 Service Unavailable"
     assert call(not_ready, "/-/healthy")[0] == "200 OK"
+
+
+def test_a_scrape_of_a_variant_already_built_is_answered_at_once():
+    flags = ["--collect.disk-usage-interval", "0", "--collect.container-labels", ""]
+    target = Target(parse_config(flags, {}).target)
+    publish(target.state.inventory, synthetic_inventory(labels=()))
+    target.exposition.refresh()
+    serving = SingleTarget(target)
+    app, at_once = make_app(serving), answered_at_once(serving)
+    om = {
+        "HTTP_ACCEPT": "application/openmetrics-text;version=1.0.0",
+        "HTTP_ACCEPT_ENCODING": "gzip",
+    }
+    scrape = {"PATH_INFO": "/metrics", "REQUEST_METHOD": "GET", "QUERY_STRING": "", **om}
+    # nothing built yet: the first scrape of a variant builds it, in a worker
+    assert at_once(scrape) is False
+    assert call(app, "/metrics", accept=om["HTTP_ACCEPT"], accept_encoding="gzip")[0] == "200 OK"
+    assert at_once(scrape) is True
+    assert at_once({**scrape, "REQUEST_METHOD": "HEAD"}) is True
+    # the next rendering builds the variants scraped before it is published
+    publish(target.state.inventory, synthetic_inventory(labels=()))
+    target.exposition.refresh()
+    assert at_once(scrape) is True
+    # another variant, a query, another path or method: not at once
+    assert at_once({**scrape, "HTTP_ACCEPT_ENCODING": ""}) is False
+    assert at_once({**scrape, "QUERY_STRING": "target=a"}) is False
+    assert at_once({**scrape, "PATH_INFO": "/"}) is False
+    assert at_once({**scrape, "REQUEST_METHOD": "POST"}) is False
+    # another telemetry path
+    assert answered_at_once(serving, "/x")(scrape) is False
+    assert answered_at_once(serving, "/x")({**scrape, "PATH_INFO": "/x"}) is True
+
+
+def test_a_fleet_is_never_answered_at_once():
+    class Fleet:
+        def exposition_at_once(self) -> None:
+            return None
+
+    scrape = {"PATH_INFO": "/metrics", "REQUEST_METHOD": "GET", "QUERY_STRING": ""}
+    assert answered_at_once(Fleet(), "/metrics")(scrape) is False  # type: ignore[arg-type]
