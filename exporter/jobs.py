@@ -28,6 +28,7 @@ from .config import EngineConfig, JobSchedule, TargetSettings
 from .engine import EngineClient, EngineError, quoted
 from .events import InventoryChanges
 from .filesystem import OFF, FilesystemUsage, data_root_path, measure
+from .priority import run_starts
 from .records import (
     PROJECT_LABELS,
     ContainerStream,
@@ -337,6 +338,7 @@ class Runner(Generic[S]):
             self.running = False
 
     def _run(self) -> None:
+        run_starts()  # scrapes first, for a bounded time (exporter/priority.py)
         started = time.monotonic()
         now = self.clock()
         # Only this runner changes the job's last error, and never two runs of a job at a time.

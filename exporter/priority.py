@@ -7,8 +7,9 @@ request read and authenticated to its answer handed to the socket, not while it 
 client to read), and a collection's loops pass ``checkpoint`` between two objects (``paced``)
 and between two steps: while any request is being answered, the collection waits, with the
 interpreter free, until none is. It waits ``WAIT`` seconds at most, and then runs ``RUN``
-seconds before it waits again: requests that never pause (scrapers back to back) slow a
-collection to a fifth of its speed, never to a halt.
+seconds before it waits again; and a run of a job waits ``MAX_WAITED`` seconds in all at
+most (``run_starts``), then goes on without waiting: requests that never pause (scrapers back
+to back) slow a collection down, never to a halt, and never past its engine deadline.
 """
 
 from __future__ import annotations
@@ -22,13 +23,15 @@ from typing import TypeVar
 T = TypeVar("T")
 
 WAIT = 0.002  # seconds a collection waits for the answers to end, at most
-RUN = 0.0005  # then it runs that long without waiting
+RUN = 0.0001  # then it runs that long without waiting
+MAX_WAITED = 1.0  # seconds a run of a job waits in all, at most
 
 _lock = threading.Lock()
 _answering = 0  # requests being answered
 _quiet = threading.Event()  # set when none is
 _quiet.set()
 _run_until = 0.0
+_runs = threading.local()  # per thread: seconds waited since the run started
 
 
 def _add(n: int) -> None:
@@ -67,11 +70,25 @@ def answers() -> int:
     return _answering
 
 
+def run_starts() -> None:
+    """At the start of a run of a job, on its thread: it may wait ``MAX_WAITED`` again."""
+    _runs.waited = 0.0
+
+
 def checkpoint() -> None:
     """Between two steps of a collection: wait while a request is being answered."""
     global _run_until
-    if _answering and time.monotonic() >= _run_until and not _quiet.wait(WAIT):
-        _run_until = time.monotonic() + RUN  # answers without a pause: a slice anyway
+    if not _answering:
+        return
+    start = time.monotonic()
+    waited: float = getattr(_runs, "waited", 0.0)
+    if start < _run_until or waited >= MAX_WAITED:
+        return
+    quiet = _quiet.wait(WAIT)
+    now = time.monotonic()
+    _runs.waited = waited + (now - start)
+    if not quiet:
+        _run_until = now + RUN  # answers without a pause: a slice anyway
 
 
 def paced(items: Iterable[T]) -> Iterator[T]:

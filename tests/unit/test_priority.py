@@ -37,6 +37,7 @@ def quiet(monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordedQuiet]:
     monkeypatch.setattr(priority, "_quiet", event)
     monkeypatch.setattr(priority, "_answering", 0)
     monkeypatch.setattr(priority, "_run_until", 0.0)
+    monkeypatch.setattr(priority, "_runs", threading.local())
     yield event
 
 
@@ -81,6 +82,24 @@ def test_answers_without_a_pause_slow_a_collection_but_never_stop_it(
         monkeypatch.setattr(priority, "_run_until", 0.0)  # the slice over
         priority.checkpoint()
         assert quiet.waits == 2
+
+
+def test_a_run_waits_a_bounded_time_in_all(quiet: RecordedQuiet, monkeypatch: pytest.MonkeyPatch):
+    # scrapers that never pause cannot hold a collection past its engine deadline
+    monkeypatch.setattr(priority, "WAIT", 0.01)
+    monkeypatch.setattr(priority, "RUN", 0.0)
+    monkeypatch.setattr(priority, "MAX_WAITED", 0.05)
+    with priority.answering():
+        priority.run_starts()
+        while quiet.waits < 1000 and priority._runs.waited < 0.05:
+            priority.checkpoint()
+        waits = quiet.waits
+        assert 1 <= waits < 1000
+        assert list(priority.paced(range(100))) == list(range(100))
+        assert quiet.waits == waits  # its budget spent: no more waiting in this run
+        priority.run_starts()  # the next run
+        priority.checkpoint()
+        assert quiet.waits == waits + 1
 
 
 def test_waiting_for_the_client_to_read_is_not_answering(quiet: RecordedQuiet):
