@@ -23,7 +23,7 @@ from typing import TypeVar
 T = TypeVar("T")
 
 WAIT = 0.002  # seconds a collection waits for the answers to end, at most
-RUN = 0.0001  # then it runs that long without waiting
+RUN = 0.0005  # then it runs that long without waiting
 MAX_WAITED = 1.0  # seconds a run of a job waits in all, at most
 
 _lock = threading.Lock()
@@ -71,7 +71,8 @@ def answers() -> int:
 
 
 def run_starts() -> None:
-    """At the start of a run of a job, on its thread: it may wait ``MAX_WAITED`` again."""
+    """At the start of a run of a job, on its thread: its checkpoints may wait, ``MAX_WAITED``
+    in all. Checkpoints on any other thread never wait."""
     _runs.waited = 0.0
 
 
@@ -80,9 +81,10 @@ def checkpoint() -> None:
     global _run_until
     if not _answering:
         return
+    waited: float | None = getattr(_runs, "waited", None)
     start = time.monotonic()
-    waited: float = getattr(_runs, "waited", 0.0)
-    if start < _run_until or waited >= MAX_WAITED:
+    # only a job's run waits: not a worker building a variant for the very request answered
+    if waited is None or waited >= MAX_WAITED or start < _run_until:
         return
     quiet = _quiet.wait(WAIT)
     now = time.monotonic()

@@ -22,6 +22,7 @@ from .events import EventsSnapshot, InventoryChanges
 from .eventstream import EventStream
 from .exposition import Exposition
 from .jobs import InventoryJob, Runner, Scheduler, build_jobs
+from .priority import run_starts
 from .snapshot import InventorySnapshot, container_id_of
 from .state import State
 
@@ -116,6 +117,7 @@ class Target:
             # read after the counts are set, and cleared by the run before it renders: a
             # run still to publish renders them
             if not self._inventory_pending:
+                run_starts()  # its rendering steps aside for scrapes, as a job's run does
                 self._published()
 
     def _collect_inventory(self) -> bool:

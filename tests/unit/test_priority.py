@@ -55,6 +55,7 @@ def test_a_collection_waits_until_the_answer_ends(
     seen: list[int] = []
 
     def collection() -> None:
+        priority.run_starts()
         for _ in priority.paced(range(3)):
             seen.append(priority.answers())
 
@@ -74,6 +75,7 @@ def test_answers_without_a_pause_slow_a_collection_but_never_stop_it(
 ):
     monkeypatch.setattr(priority, "WAIT", 0.01)
     monkeypatch.setattr(priority, "RUN", 3600.0)
+    priority.run_starts()
     with priority.answering():
         priority.checkpoint()  # waits WAIT, the answer goes on: a slice of RUN anyway
         assert quiet.waits == 1
@@ -82,6 +84,15 @@ def test_answers_without_a_pause_slow_a_collection_but_never_stop_it(
         monkeypatch.setattr(priority, "_run_until", 0.0)  # the slice over
         priority.checkpoint()
         assert quiet.waits == 2
+
+
+def test_only_a_run_of_a_job_waits(quiet: RecordedQuiet, monkeypatch: pytest.MonkeyPatch):
+    # a worker building a variant for the request being answered must not wait for itself
+    monkeypatch.setattr(priority, "WAIT", 60.0)
+    with priority.answering():
+        assert list(priority.paced(range(100))) == list(range(100))
+        priority.checkpoint()
+        assert quiet.waits == 0
 
 
 def test_a_run_waits_a_bounded_time_in_all(quiet: RecordedQuiet, monkeypatch: pytest.MonkeyPatch):
@@ -109,6 +120,7 @@ def test_waiting_for_the_client_to_read_is_not_answering(quiet: RecordedQuiet):
             assert priority.answers() == 1 and not quiet.is_set()
             with priority.waiting():
                 assert priority.answers() == 0 and quiet.is_set()
+                priority.run_starts()
                 priority.checkpoint()
                 assert quiet.waits == 0
         assert priority.answers() == 2 and not quiet.is_set()
