@@ -56,6 +56,10 @@ UNAUTHENTICATED_PATHS = frozenset({"/-/healthy"})  # liveness only: tells nothin
 # readiness never wait behind scrapes, a full worker pool or a reload.
 LOOP_PATHS = frozenset({"/-/healthy", "/-/ready"})
 _CHUNK = 256 * 1024
+# A connection closed after an answer waits this long at most, dropping up to this many
+# bytes, for the client to close first (HTTPServer._linger)
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 256 * 1024
 # what Go's net/http answers a plain HTTP request on a TLS port, byte for byte
 PLAIN_HTTP_TO_TLS = (
     b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"
@@ -354,6 +358,8 @@ class HTTPServer:
         except (ConnectionError, asyncio.TimeoutError, ssl.SSLError, h11.ProtocolError):
             pass  # the client left, stalled past a deadline, or broke the protocol
         finally:
+            if clean and h.our_state is h11.MUST_CLOSE and not reader.at_eof():
+                await self._linger(reader, writer, conn)
             self.connections.pop(conn, None)
             transport = writer.transport
             if clean and transport.get_write_buffer_size():
@@ -364,6 +370,32 @@ class HTTPServer:
                 # Nothing left to send, or a client that stalled: close() would wait for
                 # it (and, under TLS, for a close_notify that clients often never send).
                 transport.abort()
+
+    async def _linger(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, conn: _Connection
+    ) -> None:
+        """A lingering close (nginx's lingering_close, Go's closeWriteAndWait), after an
+        answer that ends the connection (an error, or a client's ``Connection: close``) with
+        the client possibly still sending: closing a socket with unread input makes the
+        kernel reset the connection, and the reset can take the answer with it. So the
+        answer and a FIN go out, and what comes meanwhile is read and dropped until the
+        client closes: ``LINGER_SECONDS`` and ``LINGER_BYTES`` at most. The connection
+        stays counted and is the first evicted at the limit. Not over TLS (no half-close)."""
+        transport = writer.transport
+        if not transport.can_write_eof() or transport.is_closing():
+            return
+        conn.progress = 0.0  # the first to go when room is needed
+        dropped = 0
+        with contextlib.suppress(ConnectionError, OSError, asyncio.TimeoutError):
+            transport.write_eof()  # once the answer is out
+            deadline = time.monotonic() + LINGER_SECONDS
+            while dropped <= LINGER_BYTES:
+                data = await asyncio.wait_for(
+                    reader.read(65536), max(deadline - time.monotonic(), 0.0)
+                )
+                if not data:
+                    return  # the client closed: nothing unread
+                dropped += len(data)
 
     async def _read_request(
         self, h: h11.Connection, reader: asyncio.StreamReader, conn: _Connection

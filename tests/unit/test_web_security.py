@@ -3,6 +3,7 @@ checked with real clients over loopback; and the HTTP details of the server itse
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import ssl
@@ -297,6 +298,48 @@ def test_content_negotiation_honours_q_and_case(plain, headers, gzip, openmetric
     _status, _body, answer = plain.get("/metrics", headers=headers)
     assert (answer.get("Content-Encoding") == "gzip") is gzip
     assert answer["Content-Type"].startswith("application/openmetrics-text") is openmetrics
+
+
+def test_a_client_still_sending_gets_the_whole_answer_before_the_close():
+    # A client asks for a big answer and "Connection: close", and keeps sending (pipelined
+    # bytes, more than the server buffers) while it reads slowly. Closing the socket with
+    # that input unread makes the kernel reset the connection and drop the part of the
+    # answer it still holds (4 of 5 such answers were cut before the server lingered).
+    body = b"z" * 8_000_000
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [body]
+
+    server = HTTPServer(app, "127.0.0.1", 0, Limits())
+    server.start()
+    got: list[int] = []
+    try:
+        for _ in range(3):
+            with socket.socket() as sock:
+                # a small receive buffer: most of the answer waits in the server's kernel
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+                sock.settimeout(15)
+                sock.connect(("127.0.0.1", server.port))
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                time.sleep(0.1)  # the request read: what follows is input after it
+
+                def send(sock: socket.socket = sock) -> None:
+                    with contextlib.suppress(OSError):  # reset, on a server that did not wait
+                        sock.sendall(b"J" * 100_000)
+
+                sender = threading.Thread(target=send)
+                sender.start()
+                answer = b""
+                with contextlib.suppress(ConnectionResetError):  # cut: measured below
+                    while chunk := sock.recv(65536):
+                        answer += chunk
+                sender.join(15)
+                got.append(len(answer) if answer.endswith(body) else -len(answer))
+    finally:
+        server.shutdown()
+    whole = len(body) + len(b"HTTP/1.1 200 \r\n")  # at least the body and a status line
+    assert all(n > whole for n in got), got
 
 
 def test_max_requests_answers_503_beyond_the_limit():
